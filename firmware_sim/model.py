@@ -1,0 +1,216 @@
+"""The whole emulated OPU: DMD, medium, laser, camera and time, independent of any transport.
+
+``OPUModel`` is what firmware (or the in-process ``emu://`` backend) drives: configure it
+for N features and M outputs, then acquire batches of binary inputs. Each acquisition
+returns the camera frames and what a real device would report with them: frame ids,
+device timestamps (us), exposure and frametime (us), saturated fraction, and the device
+time the batch took (s).
+
+Camera pixels: output j is pixel ``(roi_y0 + j // width, j % width)`` of the sensor, where
+the output ROI spans full sensor rows centred on the sensor. Row j of the transmission
+matrix belongs to output j.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from . import timing
+from .camera import Camera
+from .laser import Laser
+from .medium import Medium
+from .params import EmulatorParams
+
+logger = logging.getLogger(__name__)
+
+FIRMWARE_VERSION = "0.1.0"
+MODEL_NAME = "firmware_sim emulated OPU"
+
+
+@dataclass(frozen=True)
+class Acquisition:
+    """Frames of one batch and their metadata.
+
+    ``frames``: (B, n_components) camera counts (uint8/uint16), or float32 ``|R x|^2`` in
+    ideal fidelity. ``timestamps_us``: device time of each frame's start (us).
+    """
+
+    frames: np.ndarray
+    frame_ids: np.ndarray
+    timestamps_us: np.ndarray
+    exposure_us: float
+    frametime_us: float
+    saturated_fraction: float
+    device_time_s: float
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """Acquisition geometry and timing in force."""
+
+    n_features: int
+    n_components: int
+    exposure_us: float
+    frametime_us: float
+    roi: tuple[int, int, int, int]  # output ROI on the sensor: (y0, x0, rows, columns)
+
+
+class OPUModel:
+    """Physical model of an OPU (PHYSICS.md 1-3)."""
+
+    def __init__(self, params: EmulatorParams | None = None) -> None:
+        self.params = params or EmulatorParams()
+        p = self.params
+        self.medium = Medium(p.seed, p.tile_size, p.cache_mb, p.drift_tau_s)
+        self.camera = Camera(p)
+        self.laser = Laser(p)
+        self.next_frame_id = 0
+        self.time_us = 0.0
+        self.config: Configuration | None = None
+
+    # ------------------------------------------------------------------ description
+    @property
+    def ideal(self) -> bool:
+        """True in ideal fidelity (no camera: float intensities)."""
+        return self.params.fidelity == "ideal"
+
+    @property
+    def serial(self) -> str:
+        """Serial number of the emulated device (derived from the seed)."""
+        return f"EMU-{self.params.seed:08d}"
+
+    def max_outputs(self) -> int:
+        """Most outputs one frame can return (the whole sensor)."""
+        return self.params.n_pixels
+
+    def dark_level_dn(self, exposure_us: float) -> float:
+        """Mean camera count of an unlit pixel (DN)."""
+        if self.ideal:
+            return 0.0
+        p = self.params
+        return p.offset_dn + p.system_gain * self.camera.dark_electrons(exposure_us)
+
+    def dn_per_intensity(self, exposure_us: float) -> float:
+        """Mean camera counts per unit of ``|R x|^2`` at this exposure (DN), laser at setpoint."""
+        if self.ideal:
+            return 1.0
+        p = self.params
+        return p.system_gain * p.electrons_per_intensity_per_us * exposure_us * self.laser.power_mw / p.laser_power_mw
+
+    # ------------------------------------------------------------------ configuration
+    def configure(
+        self, n_features: int, n_components: int, exposure_us: float | None = None, frametime_us: float | None = None
+    ) -> Configuration:
+        """Set the geometry and timing; makes the transmission matrix if it fits the budget."""
+        p = self.params
+        if not 1 <= n_components <= self.max_outputs():
+            raise ValueError(f"n_components: expected 1 to {self.max_outputs()} (camera pixels), got {n_components}")
+        if not 1 <= n_features <= p.n_mirrors:
+            raise ValueError(f"n_features: expected 1 to {p.n_mirrors} (DMD mirrors), got {n_features}")
+        exposure_us = p.exposure_us if exposure_us is None else exposure_us
+        if not 0 < exposure_us <= 1e6:
+            raise ValueError(f"exposure_us: expected 0 < exposure <= 1e6 us, got {exposure_us}")
+        rows = timing.roi_rows(p, n_components)
+        shortest = timing.min_frametime_us(p, exposure_us, rows)
+        if frametime_us is None:
+            frametime_us = shortest
+        elif frametime_us < shortest:
+            raise ValueError(
+                f"frametime_us: expected at least {shortest:.1f} us (exposure {exposure_us:.1f} us, "
+                f"readout of {rows} rows), got {frametime_us}"
+            )
+        roi = ((p.camera_shape[0] - rows) // 2, 0, rows, p.camera_shape[1])
+        self.config = Configuration(n_features, n_components, exposure_us, frametime_us, roi)
+        self.medium.prepare(n_features, self._field_outputs(n_components))
+        logger.debug("configured %s", self.config)
+        return self.config
+
+    def _field_outputs(self, n_components: int) -> int:
+        """Pixels whose field must be computed: the ROI rectangle when grains couple pixels."""
+        if self.params.grain_px <= 1:
+            return n_components
+        rows = timing.roi_rows(self.params, n_components)
+        return rows * self.params.camera_shape[1]
+
+    # ------------------------------------------------------------------ time
+    def advance(self, seconds: float) -> None:
+        """Let device time pass without acquiring (the medium drifts, the laser wanders)."""
+        self.medium.advance(seconds)
+        self.time_us += seconds * 1e6
+
+    # ------------------------------------------------------------------ optics
+    def field(self, features: np.ndarray) -> np.ndarray:
+        """Complex field on the output pixels, complex64 (B, n_components)."""
+        cfg = self._require_config()
+        n_out = self._field_outputs(cfg.n_components)
+        u = self.medium.field(features, n_out)
+        if self.params.grain_px > 1:
+            u = self._speckle_grain(u, cfg.roi[2])[:, : cfg.n_components]
+        return u
+
+    def _speckle_grain(self, u: np.ndarray, rows: int) -> np.ndarray:
+        """Correlate neighbouring pixels: a Gaussian blur of the field of width ``grain_px``."""
+        width = self.params.camera_shape[1]
+        sigma = self.params.grain_px / (2 * math.sqrt(2 * math.log(2)))  # grain = FWHM
+        size = 2 * math.ceil(3 * sigma) + 1
+        kernel = cv2.getGaussianKernel(size, sigma).astype(np.float32)
+        norm = float(np.sum(np.outer(kernel, kernel) ** 2))
+        planes = u.view(np.float32).reshape(u.shape[0], rows, width, 2)
+        out = np.empty_like(planes)
+        for b in range(planes.shape[0]):
+            for part in (0, 1):
+                out[b, :, :, part] = cv2.sepFilter2D(
+                    np.ascontiguousarray(planes[b, :, :, part]), -1, kernel, kernel, borderType=cv2.BORDER_REFLECT
+                )
+        out /= np.float32(math.sqrt(norm))
+        return out.reshape(u.shape[0], rows * width * 2).view(np.complex64)
+
+    def intensity(self, features: np.ndarray) -> np.ndarray:
+        """Exact ``|R x|^2``, float32 (B, n_components)."""
+        parts = self.field(features).view(np.float32).reshape(features.shape[0], -1, 2)
+        out = np.square(parts[..., 0])
+        out += np.square(parts[..., 1])
+        return out
+
+    def transmission_matrix(self) -> np.ndarray:
+        """Ground truth R (complex64, n_components x n_features) at the current device time."""
+        cfg = self._require_config()
+        if self.params.grain_px > 1:
+            raise ValueError("grain_px: the transmission matrix of a grainy camera is not a single block of G")
+        return self.medium.matrix(cfg.n_components, cfg.n_features)
+
+    # ------------------------------------------------------------------ acquisition
+    def _require_config(self) -> Configuration:
+        if self.config is None:
+            raise RuntimeError("the emulated OPU is not configured: call configure() first")
+        return self.config
+
+    def acquire(self, features: np.ndarray) -> Acquisition:
+        """Show each row of ``features`` (B, n_features; 0/1) on the DMD and read the camera."""
+        cfg = self._require_config()
+        batch = features.shape[0]
+        frame_ids = np.arange(self.next_frame_id, self.next_frame_id + batch, dtype=np.int64)
+        timestamps_us = self.time_us + cfg.frametime_us * np.arange(batch)
+        intensity = self.intensity(features)
+        if self.ideal:
+            frames, saturated = intensity, 0.0
+        else:
+            power = self.laser.relative_power(frame_ids, timestamps_us * 1e-6).astype(np.float32)
+            scale = np.float32(self.params.electrons_per_intensity_per_us * cfg.exposure_us)
+            intensity *= scale
+            intensity *= power[:, None]
+            frames = self.camera.expose(intensity, cfg.exposure_us, frame_ids)
+            saturated = float(np.count_nonzero(frames == self.params.max_dn)) / max(frames.size, 1)
+        device_time_s = batch * cfg.frametime_us * 1e-6
+        self.next_frame_id += batch
+        self.advance(device_time_s)
+        return Acquisition(frames, frame_ids, timestamps_us, cfg.exposure_us, cfg.frametime_us, saturated, device_time_s)
+
+    def close(self) -> None:
+        """Release the matrix and worker threads."""
+        self.medium.close()

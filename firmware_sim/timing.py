@@ -1,0 +1,30 @@
+"""Frame timing of the emulated OPU (PHYSICS.md 3).
+
+A frame lasts ``frametime >= max(exposure, readout of the ROI rows) + margin`` and never
+less than the DMD's fastest binary frame period. Times are in microseconds.
+"""
+
+from __future__ import annotations
+
+import math
+
+from .params import EmulatorParams
+
+
+def readout_us(params: EmulatorParams, roi_rows: int) -> float:
+    """Camera readout time of an ROI of ``roi_rows`` sensor rows (us)."""
+    return roi_rows * params.line_time_us
+
+
+def min_frametime_us(params: EmulatorParams, exposure_us: float, roi_rows: int) -> float:
+    """Shortest frametime (us) the device allows at this exposure and ROI height."""
+    return max(
+        max(exposure_us, readout_us(params, roi_rows)) + params.frame_margin_us,
+        1e6 / params.dmd_max_rate_hz,
+    )
+
+
+def roi_rows(params: EmulatorParams, n_outputs: int, stride: int = 1) -> int:
+    """Sensor rows read for ``n_outputs`` pixels taken every ``stride`` pixels over full-width rows."""
+    per_row = math.ceil(params.camera_shape[1] / stride)
+    return math.ceil(n_outputs / per_row) * stride

@@ -1,0 +1,348 @@
+"""The uniform OPU facade: one class for every device URL (API.md)."""
+
+from __future__ import annotations
+
+import logging
+import math
+import threading
+import warnings
+from typing import Any, Literal
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from .backends import AppliedConfig, Backend, DeviceConfig, Frames, make_backend
+from .errors import DeviceClosedError, NotFittedError, SaturationWarning
+from .layout import DMDLayout, layout_1d, layout_2d
+from .locking import DeviceLock
+from .result import OPUResult, TransformContext
+from .settings import DeviceInfo, OPUSettings
+from .url import parse_device_url
+from .validation import as_numpy, check_binary, check_features, check_int, is_torch_tensor
+
+logger = logging.getLogger(__name__)
+
+Output = Literal["raw", "intensity"]
+
+
+class OPU:
+    """An optical processing unit (or its emulation) behind a device URL.
+
+    Parameters
+    ----------
+    device:
+        ``emu://`` (default), ``sim://``, ``socket://HOST:PORT``, ``serial:///dev/...`` or a
+        device path; see API.md.
+    n_components:
+        Outputs per input (camera pixels read), at least 1 and at most the camera's pixels.
+    seed:
+        Seed of an emulated device (its medium and noise); ``None`` keeps the URL's or 0.
+    settings:
+        :class:`OPUSettings` or a dict of its fields.
+    progress:
+        Show a progress bar when a transform spans several device calls.
+    timeout_s:
+        Seconds to wait for the device on open and on every call.
+    """
+
+    def __init__(
+        self,
+        device: str = "emu://",
+        *,
+        n_components: int,
+        seed: int | None = None,
+        settings: OPUSettings | dict[str, Any] | None = None,
+        progress: bool = True,
+        timeout_s: float = 10.0,
+    ) -> None:
+        self._url = parse_device_url(device)
+        self._n_components = check_int(n_components, "n_components", low=1)
+        if seed is not None:
+            check_int(seed, "seed", low=0)
+        self._settings = self._validate_settings(settings)
+        if not isinstance(progress, bool):
+            raise TypeError(f"progress: expected a bool, got {type(progress).__name__}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
+            raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
+        self.progress = progress
+        self.timeout_s = float(timeout_s)
+        self._backend: Backend = make_backend(self._url, seed)
+        self._lock = threading.RLock()
+        self._device_lock: DeviceLock | None = None
+        self._closed = False
+        self._layout: DMDLayout | None = None
+        self._feature_shape: tuple[int, ...] | None = None
+        self._applied: AppliedConfig | None = None
+
+    # ------------------------------------------------------------------ life cycle
+    @staticmethod
+    def _validate_settings(settings: OPUSettings | dict[str, Any] | None) -> OPUSettings:
+        if settings is None:
+            return OPUSettings()
+        if isinstance(settings, OPUSettings):
+            return settings
+        if isinstance(settings, dict):
+            return OPUSettings.model_validate(settings)
+        raise TypeError(f"settings: expected OPUSettings, a dict or None, got {type(settings).__name__}")
+
+    def open(self) -> "OPU":
+        """Connect to the device (taking an exclusive lock for shared devices); returns self."""
+        with self._lock:
+            if self._backend.is_open:
+                return self
+            if self._backend.exclusive:
+                self._device_lock = DeviceLock(str(self._url))
+                self._device_lock.acquire()
+            try:
+                info = self._backend.open(self.timeout_s)
+                if self._n_components > info.limits.max_n_components:
+                    raise ValueError(
+                        f"n_components: expected at most {info.limits.max_n_components} (camera pixels of "
+                        f"{info.serial}), got {self._n_components}"
+                    )
+            except BaseException:
+                self._release()
+                raise
+            self._closed = False
+            if self._layout is not None:
+                self._configure(self._layout, self._n_components, self._settings)
+            return self
+
+    def close(self) -> None:
+        """Disconnect and release the device; the OPU can be opened again."""
+        with self._lock:
+            self._release()
+            self._closed = True
+
+    def _release(self) -> None:
+        self._backend.close()
+        if self._device_lock is not None:
+            self._device_lock.release()
+            self._device_lock = None
+
+    def __enter__(self) -> "OPU":
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "open" if self._backend.is_open else "closed"
+        return f"OPU({str(self._url)!r}, n_components={self._n_components}, {state})"
+
+    def _require_open(self) -> None:
+        if self._closed:
+            raise DeviceClosedError("this OPU was closed: call open() (or use a with-block) before using it again")
+        if not self._backend.is_open:
+            self.open()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> str:
+        """The device URL."""
+        return str(self._url)
+
+    @property
+    def info(self) -> DeviceInfo:
+        """What the device said about itself (opens it if needed)."""
+        with self._lock:
+            self._require_open()
+            return self._backend.info
+
+    @property
+    def backend(self) -> Backend:
+        """The backend behind the URL (an emulated one exposes ``.model``, the ground truth)."""
+        return self._backend
+
+    @property
+    def settings(self) -> OPUSettings:
+        """Current settings; assign an OPUSettings or a dict to change them (re-configures)."""
+        return self._settings
+
+    @settings.setter
+    def settings(self, value: OPUSettings | dict[str, Any]) -> None:
+        new = self._validate_settings(value)
+        with self._lock:
+            if self._layout is not None and self._backend.is_open:
+                self._configure(self._layout, self._n_components, new)
+            self._settings = new
+
+    @property
+    def n_components(self) -> int:
+        """Outputs per input; assigning a new value after fit re-fits the camera ROI."""
+        return self._n_components
+
+    @n_components.setter
+    def n_components(self, value: int) -> None:
+        value = check_int(value, "n_components", low=1)
+        with self._lock:
+            if self._backend.is_open:
+                limit = self._backend.info.limits.max_n_components
+                if value > limit:
+                    raise ValueError(f"n_components: expected at most {limit} (camera pixels), got {value}")
+                if self._layout is not None:
+                    self._configure(self._layout, value, self._settings)
+            self._n_components = value
+
+    @property
+    def n_features(self) -> int | tuple[int, int] | None:
+        """Fitted input size: an int after fit1d, (rows, columns) after fit2d, None before fit."""
+        if self._feature_shape is None:
+            return None
+        return self._feature_shape[0] if len(self._feature_shape) == 1 else self._feature_shape
+
+    @property
+    def layout(self) -> DMDLayout | None:
+        """Where the fitted features are shown on the DMD."""
+        return self._layout
+
+    # ------------------------------------------------------------------ fit
+    def _configure(self, layout: DMDLayout, n_components: int, settings: OPUSettings) -> None:
+        self._applied = self._backend.configure(
+            DeviceConfig(layout, n_components, settings.exposure_us, settings.frametime_us)
+        )
+
+    def _fit(self, layout_for: Any, feature_shape: tuple[int, ...]) -> None:
+        with self._lock:
+            self._require_open()
+            layout = layout_for(self._backend.info.dmd_shape, self._settings.input_roi_strategy)
+            self._configure(layout, self._n_components, self._settings)
+            self._layout, self._feature_shape = layout, feature_shape
+            logger.info(
+                "fitted %s features on %s mirrors (macro-pixel %d)", feature_shape, layout.roi_shape, layout.factor
+            )
+
+    def fit1d(self, X: Any = None, n_features: int | None = None, packed: bool = False) -> "OPU":
+        """Fix the layout of 1-D inputs, from data X (..., n_features) or from ``n_features``."""
+        n = self._features_from(X, n_features, packed, rank=1)
+        self._fit(lambda dmd, strategy: layout_1d(n[0], dmd, strategy), n)
+        return self
+
+    def fit2d(self, X: Any = None, n_features: tuple[int, int] | None = None, packed: bool = False) -> "OPU":
+        """Fix the layout of 2-D inputs, from data X (..., rows, columns) or from ``n_features``."""
+        shape = self._features_from(X, n_features, packed, rank=2)
+        self._fit(lambda dmd, strategy: layout_2d(shape, dmd, strategy), shape)
+        return self
+
+    @staticmethod
+    def _features_from(X: Any, n_features: Any, packed: bool, rank: int) -> tuple[int, ...]:
+        if (X is None) == (n_features is None):
+            raise ValueError("fit: expected exactly one of X or n_features, got " + ("both" if X is not None else "neither"))
+        if n_features is not None:
+            if rank == 1:
+                return (check_int(n_features, "n_features", low=1),)
+            if not isinstance(n_features, (tuple, list)) or len(n_features) != 2:
+                raise TypeError(f"n_features: expected a (rows, columns) pair for fit2d, got {n_features!r}")
+            return tuple(check_int(v, "n_features", low=1) for v in n_features)
+        if packed:
+            raise ValueError("n_features: expected with packed=True (a packed row does not say how many bits it holds)")
+        array = as_numpy(X, "X")
+        if array.ndim < rank:
+            raise ValueError(f"X: expected at least {rank} dimension(s), got shape {array.shape}")
+        return tuple(int(s) for s in array.shape[array.ndim - rank :])
+
+    # ------------------------------------------------------------------ transform
+    def transform(self, X: Any, *, encoder: Any = None, decoder: Any = None, output: Output = "raw", packed: bool = False) -> Any:
+        """Non-linear random features ``|R x|^2`` of binary inputs.
+
+        Parameters
+        ----------
+        X:
+            Binary inputs, (n_features,) or batched (..., n_features) after fit1d, (..., rows,
+            columns) after fit2d: dtype bool or integer 0/1; uint8 bit-packed rows with
+            ``packed=True``. A numpy array, a list or a torch tensor.
+        encoder, decoder:
+            Fitted objects with a ``transform`` method applied before / after.
+        output:
+            ``"raw"``: camera counts (uint8, or uint16 above 8 bits; float32 intensities in
+            ideal fidelity). ``"intensity"``: float32, dark-subtracted and divided by the
+            gain, an unbiased estimate of ``|R x|^2``.
+
+        Returns
+        -------
+        An :class:`OPUResult` (..., n_components) with ``.context``, or a torch tensor (on
+        the input's device, ``.context`` attached) for torch input.
+        """
+        if output not in ("raw", "intensity"):
+            raise ValueError(f"output: expected 'raw' or 'intensity', got {output!r}")
+        torch_device = X.device if is_torch_tensor(X) else None
+        with self._lock:
+            self._require_open()
+            if self._layout is None:
+                raise NotFittedError("transform: call fit1d or fit2d before transform")
+            array = self._binary_input(X, encoder, packed)
+            batch_shape = check_features(array, "X", self._feature_shape)
+            flat = array.reshape(-1, self._layout.n_features)
+            frames, context = self._acquire_all(flat)
+        result: Any = frames if output == "raw" else self._to_intensity(frames, context)
+        result = OPUResult(result.reshape(*batch_shape, self._n_components), context)
+        if decoder is not None:
+            result = OPUResult(decoder.transform(result), context)
+        if torch_device is not None:
+            import torch
+
+            tensor = torch.from_numpy(np.ascontiguousarray(result)).to(torch_device)
+            tensor.context = context
+            return tensor
+        return result
+
+    def _binary_input(self, X: Any, encoder: Any, packed: bool) -> np.ndarray:
+        array = as_numpy(X, "X")
+        if encoder is not None:
+            if not hasattr(encoder, "transform"):
+                raise TypeError(f"encoder: expected an object with a transform method, got {type(encoder).__name__}")
+            array = as_numpy(encoder.transform(array), "encoder output")
+        if packed:
+            n = self._layout.n_features
+            if len(self._feature_shape) != 1:
+                raise ValueError("packed: expected after fit1d (packed rows are 1-D), got a fit2d layout")
+            if array.dtype != np.uint8:
+                raise TypeError(f"X: expected packed input of dtype uint8, got {array.dtype}")
+            if array.ndim < 1 or array.shape[-1] != math.ceil(n / 8):
+                raise ValueError(
+                    f"X: expected packed rows of {math.ceil(n / 8)} bytes for {n} features, got shape {array.shape}"
+                )
+            return np.unpackbits(array, axis=-1, count=n, bitorder="little")
+        return check_binary(array, "X")
+
+    def _acquire_all(self, flat: np.ndarray) -> tuple[np.ndarray, TransformContext]:
+        """Acquire a (B, N) batch in device-sized chunks; nothing is returned unless all succeed."""
+        chunk = min(self._settings.max_batch_frames, self._backend.info.limits.max_batch_frames)
+        total = flat.shape[0]
+        parts: list[Frames] = []
+        with tqdm(total=total, unit="frame", disable=not self.progress or total <= chunk, leave=False) as bar:
+            for start in range(0, total, chunk):
+                parts.append(self._backend.acquire(flat[start : start + chunk]))
+                bar.update(parts[-1].frames.shape[0])
+        frames = parts[0].frames if len(parts) == 1 else np.concatenate([p.frames for p in parts])
+        saturated = sum(p.saturated_fraction * p.frames.shape[0] for p in parts) / total
+        if saturated > self._settings.saturation_warning_fraction:
+            warnings.warn(
+                f"{saturated:.2e} of the output pixels are saturated; lower exposure_us "
+                f"(now {self._applied.exposure_us} us) or run auto-exposure",
+                SaturationWarning,
+                stacklevel=3,
+            )
+        info, layout, applied = self._backend.info, self._layout, self._applied
+        context = TransformContext(
+            exposure_us=applied.exposure_us,
+            frametime_us=applied.frametime_us,
+            gain_dn_per_intensity=info.dn_per_intensity_per_us * applied.exposure_us,
+            dark_level_dn=info.dark_level_dn,
+            input_roi=(*layout.offset, *layout.roi_shape),
+            macro_pixel=layout.factor,
+            output_roi=applied.output_roi,
+            frame_ids=np.concatenate([p.frame_ids for p in parts]),
+            timestamps_us=np.concatenate([p.timestamps_us for p in parts]),
+            device_time_s=sum(p.device_time_s for p in parts),
+            saturated_fraction=saturated,
+            fidelity=info.fidelity,
+        )
+        return frames, context
+
+    @staticmethod
+    def _to_intensity(frames: np.ndarray, context: TransformContext) -> np.ndarray:
+        out = frames.astype(np.float32)
+        out -= np.float32(context.dark_level_dn)
+        out /= np.float32(context.gain_dn_per_intensity)
+        return out

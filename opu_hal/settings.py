@@ -1,0 +1,68 @@
+"""Typed settings of an OPU and the description a device gives of itself."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from .layout import Strategy
+
+
+class OPUSettings(BaseModel):
+    """Acquisition settings of an :class:`~opu_hal.OPU`, validated on every change.
+
+    Units are in the names: ``_us`` microseconds.
+    """
+
+    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+
+    exposure_us: float | None = Field(
+        None, gt=0, le=1e6, description="camera exposure (us); None: the device's default"
+    )
+    frametime_us: float | None = Field(
+        None, gt=0, le=1e7, description="time per frame (us); None: the shortest the device allows"
+    )
+    input_roi_strategy: Strategy = Field("auto", description="DMD layout: 'auto', 'full' or 'small'")
+    max_batch_frames: int = Field(
+        1000, ge=1, le=1_000_000, description="frames per device call; larger batches are split"
+    )
+    saturation_warning_fraction: float = Field(
+        1e-4, ge=0, le=1, description="warn (SaturationWarning) above this fraction of saturated pixels"
+    )
+
+
+class DeviceLimits(BaseModel):
+    """What the device can do."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_n_components: int = Field(description="most outputs per frame (camera pixels)")
+    max_n_features: int = Field(description="most features per frame (DMD mirrors)")
+    min_exposure_us: float = Field(description="shortest exposure (us)")
+    max_exposure_us: float = Field(description="longest exposure (us)")
+    max_batch_frames: int = Field(description="most frames one device call can hold")
+
+
+class DeviceInfo(BaseModel):
+    """What a device says about itself when opened.
+
+    ``dark_level_dn`` and ``dn_per_intensity_per_us`` are the device's nominal
+    (factory) calibration: the mean count of an unlit pixel (DN) and the counts per unit
+    of ``|R x|^2`` per microsecond of exposure (DN/us). A calibration record replaces them.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    model: str
+    serial: str
+    firmware_version: str
+    protocol_version: str
+    dmd_shape: tuple[int, int] = Field(description="DMD mirrors (rows, columns)")
+    camera_shape: tuple[int, int] = Field(description="sensor pixels (rows, columns)")
+    bit_depth: int = Field(description="camera ADC bits (0: float intensities, no camera)")
+    fidelity: Literal["physical", "ideal", "hardware"]
+    default_exposure_us: float
+    dark_level_dn: float
+    dn_per_intensity_per_us: float
+    limits: DeviceLimits
