@@ -45,8 +45,9 @@ class Laser:
         return self.params.laser_wander * np.sqrt(2.0 / _WANDER_TERMS) * np.cos(phases).sum(axis=1)
 
     def relative_power(self, frame_ids: np.ndarray, times_s: np.ndarray) -> np.ndarray:
-        """Power of each frame relative to the nominal ``laser_power_mw`` (0 when off)."""
+        """Power of each frame relative to the nominal ``laser_power_mw`` (0 when off; never negative)."""
         if not self.enabled:
             return np.zeros(frame_ids.size)
         rel = self.power_mw / self.params.laser_power_mw
-        return rel * (1.0 + self.params.laser_jitter * self._jitter(frame_ids)) * (1.0 + self.wander(times_s))
+        jitter = np.maximum(1.0 + self.params.laser_jitter * self._jitter(frame_ids), 0.0)
+        return rel * jitter * np.maximum(1.0 + self.wander(times_s), 0.0)

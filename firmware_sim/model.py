@@ -131,17 +131,34 @@ class OPUModel:
         return self.config
 
     def _field_outputs(self, n_components: int) -> int:
-        """Pixels whose field must be computed: the ROI rectangle when grains couple pixels."""
+        """Pixels whose field must be computed.
+
+        When grains couple pixels: the ROI rectangle plus a margin of the blur's half-width
+        on every side, so that every pixel of the ROI sees a full kernel of independent
+        field values (no border effect: the same mean and contrast at the edges).
+        """
         if self.params.grain_px <= 1:
             return n_components
         rows = timing.roi_rows(self.params, n_components)
-        return rows * self.params.camera_shape[1]
+        pad = self._grain_kernel().size // 2
+        return (rows + 2 * pad) * (self.params.camera_shape[1] + 2 * pad)
+
+    def _grain_kernel(self) -> np.ndarray:
+        """1-D Gaussian blur of the field whose intensity correlation has FWHM ``grain_px`` (pixels)."""
+        sigma = self.params.grain_px / (2 * math.sqrt(2 * math.log(2)))  # field kernel FWHM = grain
+        size = 2 * math.ceil(3 * sigma) + 1
+        return cv2.getGaussianKernel(size, sigma).astype(np.float32)
 
     # ------------------------------------------------------------------ time
     def advance(self, seconds: float) -> None:
         """Let device time pass without acquiring (the medium drifts, the laser wanders)."""
-        self.medium.advance(seconds)
-        self.time_us += seconds * 1e6
+        self._elapse_us(seconds * 1e6)
+
+    def _elapse_us(self, microseconds: float) -> None:
+        # Device time is kept in microseconds, so frames of a whole number of microseconds
+        # get exact timestamps however a batch is split.
+        self.medium.advance(microseconds * 1e-6)
+        self.time_us += microseconds
 
     # ------------------------------------------------------------------ optics
     def field(self, features: np.ndarray) -> np.ndarray:
@@ -154,20 +171,23 @@ class OPUModel:
         return u
 
     def _speckle_grain(self, u: np.ndarray, rows: int) -> np.ndarray:
-        """Correlate neighbouring pixels: a Gaussian blur of the field of width ``grain_px``."""
+        """Correlate neighbouring pixels: a Gaussian blur of the field of width ``grain_px``.
+
+        ``u`` holds the field of the ROI's ``rows`` plus the margin of ``_field_outputs``;
+        the result is the ROI only, (B, rows * sensor width) complex64, with the field's
+        variance preserved (the kernel has unit energy), so the intensity's mean and
+        contrast do not change.
+        """
         width = self.params.camera_shape[1]
-        sigma = self.params.grain_px / (2 * math.sqrt(2 * math.log(2)))  # grain = FWHM
-        size = 2 * math.ceil(3 * sigma) + 1
-        kernel = cv2.getGaussianKernel(size, sigma).astype(np.float32)
-        norm = float(np.sum(np.outer(kernel, kernel) ** 2))
-        planes = u.view(np.float32).reshape(u.shape[0], rows, width, 2)
-        out = np.empty_like(planes)
+        kernel = self._grain_kernel()
+        pad = kernel.size // 2
+        kernel /= np.float32(math.sqrt(float(np.sum(kernel**2))))  # unit energy in 2-D: ||k x k|| = 1
+        planes = u.view(np.float32).reshape(u.shape[0], rows + 2 * pad, width + 2 * pad, 2)
+        out = np.empty((u.shape[0], rows, width, 2), dtype=np.float32)
         for b in range(planes.shape[0]):
             for part in (0, 1):
-                out[b, :, :, part] = cv2.sepFilter2D(
-                    np.ascontiguousarray(planes[b, :, :, part]), -1, kernel, kernel, borderType=cv2.BORDER_REFLECT
-                )
-        out /= np.float32(math.sqrt(norm))
+                blurred = cv2.sepFilter2D(np.ascontiguousarray(planes[b, :, :, part]), -1, kernel, kernel)
+                out[b, :, :, part] = blurred[pad : pad + rows, pad : pad + width]
         return out.reshape(u.shape[0], rows * width * 2).view(np.complex64)
 
     def intensity(self, features: np.ndarray) -> np.ndarray:
@@ -202,15 +222,15 @@ class OPUModel:
         else:
             power = self.laser.relative_power(frame_ids, timestamps_us * 1e-6).astype(np.float32)
             scale = np.float32(self.params.electrons_per_intensity_per_us * cfg.exposure_us)
-            intensity *= scale
-            intensity *= power[:, None]
+            intensity *= (power * scale)[:, None]
             frames = self.camera.expose(intensity, cfg.exposure_us, frame_ids)
             saturated = float(np.count_nonzero(frames == self.params.max_dn)) / max(frames.size, 1)
         device_time_s = batch * cfg.frametime_us * 1e-6
         self.next_frame_id += batch
-        self.advance(device_time_s)
+        self._elapse_us(batch * cfg.frametime_us)
         return Acquisition(frames, frame_ids, timestamps_us, cfg.exposure_us, cfg.frametime_us, saturated, device_time_s)
 
     def close(self) -> None:
         """Release the matrix and worker threads."""
         self.medium.close()
+        self.camera.close()

@@ -9,7 +9,8 @@ Defaults describe a LightOn-like instrument: a 912 x 1140 DMD, a 2040 x 1088 8-b
 camera in the style of the CMOSIS CMV4000 (full well ~ 12 ke-, ~ 12 e- read noise, 5 us line
 time so the full sensor reads in 5.4 ms and a 80-row ROI in 0.4 ms), 400 us exposure and
 500 us frametime (2 kHz), and a photon flux that puts a half-lit DMD's mean speckle at
-about 10 % of the 8-bit range, so the brightest pixels of a speckle pattern stay unsaturated.
+about 8 % of the 8-bit range: speckle intensity is exponential, so the saturated fraction
+of a half-lit input is then about exp(-12) ~ 1e-5 (auto-exposure tunes it per use).
 """
 
 from __future__ import annotations
@@ -54,7 +55,12 @@ class EmulatorParams(BaseModel):
     read_noise_e: float = Field(12.0, ge=0, description="temporal dark noise sigma (e-)")
     dark_current_e_per_s: float = Field(50.0, ge=0, description="dark current (e-/s)")
     full_well_e: float = Field(12_000.0, gt=0, description="full-well capacity (e-)")
-    offset_dn: float = Field(4.0, ge=0, description="dark offset (DN)")
+    offset_dn: float = Field(
+        4.0,
+        ge=0,
+        description="dark offset (DN); default 4 DN at 8 bits, scaled with the ADC range (64 DN at 12 bits) "
+        "so that read noise never clips at zero",
+    )
     prnu: float = Field(0.0, ge=0, lt=1, description="photo-response non-uniformity (relative std)")
     dsnu_e: float = Field(0.0, ge=0, description="dark-signal non-uniformity (e-, std over pixels)")
     hot_pixel_fraction: float = Field(0.0, ge=0, lt=1, description="fraction of stuck-high pixels")
@@ -64,7 +70,7 @@ class EmulatorParams(BaseModel):
     # light
     laser_power_mw: float = Field(10.0, gt=0, description="laser power setpoint (mW)")
     photons_per_us_per_mw: float = Field(
-        1.0, gt=0, description="photons per pixel per us per mW at unit intensity |R x|^2 = 1"
+        0.8, gt=0, description="photons per pixel per us per mW at unit intensity |R x|^2 = 1"
     )
     laser_jitter: float = Field(0.002, ge=0, lt=0.5, description="per-frame power jitter (rel. std)")
     laser_wander: float = Field(0.0, ge=0, lt=0.5, description="slow power wander (rel. std)")
@@ -84,6 +90,26 @@ class EmulatorParams(BaseModel):
     @classmethod
     def _shape_from_string(cls, value: Any) -> Any:
         return _parse_shape(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _offset_for_bit_depth(cls, data: Any) -> Any:
+        """Default offset: 4 DN per 8-bit step, i.e. ``4 * 2**(bit_depth - 8)`` DN."""
+        if isinstance(data, dict) and "offset_dn" not in data:
+            bits = data.get("bit_depth", 8)
+            if isinstance(bits, str) and bits.strip().isdigit():
+                bits = int(bits)
+            if bits in (8, 10, 12, 16):
+                data = {**data, "offset_dn": 4.0 * 2 ** (bits - 8)}
+        return data
+
+    @field_validator("bit_depth", mode="before")
+    @classmethod
+    def _bit_depth_from_string(cls, value: Any) -> Any:
+        """URL query values arrive as strings: ``"12"`` means 12 (a Literal does not coerce)."""
+        if isinstance(value, str) and value.strip().isdigit():
+            return int(value)
+        return value
 
     @field_validator("dmd_shape", "camera_shape")
     @classmethod

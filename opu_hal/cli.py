@@ -13,11 +13,46 @@ import cv2
 import numpy as np
 
 from .opu import OPU
+from .selftest import SelftestConfig, format_table, run_selftest
 
 
 def _info(args: argparse.Namespace) -> int:
     with OPU(args.device, n_components=1, timeout_s=args.timeout_s) as opu:
-        print(json.dumps(opu.info.model_dump(), indent=2))
+        report = opu.info.model_dump(mode="json")
+        hello = getattr(opu.backend, "hello", None)  # devices behind the wire protocol: the whole handshake
+        if hello is not None:
+            report["handshake"] = {
+                "protocol_version": hello.protocol_version,
+                "firmware_version": hello.firmware_version,
+                "boot_id": hello.boot_id,
+                "max_payload": hello.max_payload,
+                "max_in_flight": hello.max_in_flight,
+                **hello.extra,
+            }
+        print(json.dumps(report, indent=2))
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    import os
+    import secrets
+    import signal
+    import threading
+
+    from .serve import DeviceServer
+
+    token = args.token or os.environ.get("OPU_HAL_TOKEN") or secrets.token_urlsafe(16)
+    server = DeviceServer(
+        args.device, token, host=args.host, port=args.port, max_clients=args.max_clients,
+        max_payload=int(args.max_message_mb * 2**20), timeout_s=args.timeout_s,
+    )
+    print(f"serving {args.device} on {server.url}?token={token}", flush=True)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    stop.wait()
+    server.close()
     return 0
 
 
@@ -55,6 +90,71 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _selftest(args: argparse.Namespace) -> int:
+    config = SelftestConfig(n_components=args.n_components, n_features=args.n_features, batch=args.batch)
+    results = run_selftest(args.device, config, timeout_s=args.timeout_s)
+    print(format_table(results))
+    return 1 if any(r.status == "fail" for r in results) else 0
+
+
+def _calibrate(args: argparse.Namespace) -> int:
+    from calibration.pipeline import calibrate_all
+    from calibration.report import write_report
+
+    with OPU(args.device, n_components=args.n_components, seed=args.seed, timeout_s=args.timeout_s) as opu:
+        opu.fit1d(n_features=args.n_features)
+        record = calibrate_all(opu, tm=not args.no_tm, progress=True)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    json_path = record.save(out)
+    plots = write_report(record, out)
+    print(f"calibration {record.id} of {record.device.serial}: {sum(record.frames_spent.values())} frames")
+    if record.camera is not None:
+        cam = record.camera
+        print(f"  camera: K = {cam.gain_dn_per_e:.4f} DN/e-, read noise {cam.read_noise_e:.1f} e- "
+              f"({cam.read_noise_source}), saturation {cam.saturation_capacity_e:.0f} e-, "
+              f"linearity error {cam.linearity_error_pct:.2f} %")
+    if record.exposure is not None:
+        exp = record.exposure
+        print(f"  exposure: {exp.exposure_us:.1f} us, {exp.frame_rate_hz:,.0f} frames/s, "
+              f"{exp.acquisitions} acquisitions, saturated {exp.saturated_fraction:.1e}")
+    lin = record.linear
+    print(f"  linear ({lin.scheme}): {lin.n_components} of {lin.n_candidates} pixels at {lin.exposure_us:.1f} us, "
+          f"repeatability error {lin.noise_rel:.2%}")
+    if record.tm is not None:
+        print(f"  transmission matrix: intensity correlation {record.tm['intensity_correlation']:.4f} on fresh inputs, "
+              f"{record.tm['frames_per_feature']:.1f} frames per feature, {record.tm['compute_seconds']:.1f} s of computation")
+    print(f"wrote {json_path}, {json_path.with_suffix('.npz')} and {len(plots)} plots in {out}")
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    if args.suite == "dfa":
+        return _bench_script("dfa", args.options)
+    from .randnla.benchmark import main as randnla_main
+
+    return randnla_main(args.options)
+
+
+def _bench_script(name: str, options: list[str]) -> int:
+    """Run ``bench/<name>.py`` of the repository this package was installed from (editable installs)."""
+    import runpy
+
+    script = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
+    if not script.is_file():
+        print(f"opu-hal bench {name}: {script} not found; run it from a checkout of the repository", file=sys.stderr)
+        return 2
+    saved = sys.argv
+    sys.argv = [str(script), *options]
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
+    finally:
+        sys.argv = saved
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opu-hal``."""
     parser = argparse.ArgumentParser(prog="opu-hal", description="Drive an optical processing unit (or its emulation).")
@@ -74,6 +174,39 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--batch", type=int, default=200, help="inputs in the batch")
     demo.add_argument("--out", default="opu_frame.png", help="PNG file for one raw camera frame")
     demo.set_defaults(func=_demo)
+
+    selftest = sub.add_parser("selftest", help="check a device after switch-on: pass/fail table, exit code 1 on failure")
+    selftest.add_argument("device", nargs="?", default="emu://", help="device URL (default emu://)")
+    selftest.add_argument("--n-components", type=int, default=1000, help="outputs per test frame")
+    selftest.add_argument("--n-features", type=int, default=1000, help="features per test input")
+    selftest.add_argument("--batch", type=int, default=100, help="frames per test batch")
+    selftest.add_argument("--timeout-s", type=float, default=10.0, help="seconds to wait for the device")
+    selftest.set_defaults(func=_selftest)
+
+    calibrate = sub.add_parser("calibrate", help="calibrate a device: camera, exposure, linear projections, transmission matrix; save record and plots")
+    calibrate.add_argument("device", nargs="?", default="emu://", help="device URL (default emu://)")
+    calibrate.add_argument("--out", required=True, help="directory for calibration.json/.npz and the PNG report")
+    calibrate.add_argument("--n-features", type=int, default=1000, help="features of the linear calibration")
+    calibrate.add_argument("--n-components", type=int, default=500, help="outputs of the linear calibration")
+    calibrate.add_argument("--seed", type=int, default=None, help="seed of an emulated device")
+    calibrate.add_argument("--timeout-s", type=float, default=10.0, help="seconds to wait for the device")
+    calibrate.add_argument("--no-tm", action="store_true", help="skip the transmission-matrix retrieval (~28 frames/feature)")
+    calibrate.set_defaults(func=_calibrate)
+
+    serve = sub.add_parser("serve", help="share one device with several clients over TCP (token required)")
+    serve.add_argument("device", nargs="?", default="emu://", help="device URL to share (default emu://)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    serve.add_argument("--port", type=int, default=5555, help="TCP port (0: any free port)")
+    serve.add_argument("--token", help="shared secret clients must send (default: $OPU_HAL_TOKEN, else a random one)")
+    serve.add_argument("--max-clients", type=int, default=4, help="clients connected at once")
+    serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest message accepted (MiB)")
+    serve.add_argument("--timeout-s", type=float, default=10.0, help="seconds to wait for the device")
+    serve.set_defaults(func=_serve)
+
+    bench = sub.add_parser("bench", help="run a benchmark suite and print its figures")
+    bench.add_argument("suite", choices=["randnla", "dfa"], help="benchmark suite")
+    bench.add_argument("options", nargs=argparse.REMAINDER, help="options of the suite (opu-hal bench SUITE --help)")
+    bench.set_defaults(func=_bench)
     return parser
 
 

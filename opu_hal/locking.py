@@ -25,7 +25,9 @@ class DeviceLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise :class:`DeviceBusyError` naming the holder's pid."""
+        """Take the lock (a no-op if this object holds it) or raise :class:`DeviceBusyError` naming the holder's pid."""
+        if self._fd is not None:
+            return
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

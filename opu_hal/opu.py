@@ -6,10 +6,13 @@ import logging
 import math
 import threading
 import warnings
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
+
+from calibration.record import CalibrationRecord
 
 from .backends import AppliedConfig, Backend, DeviceConfig, Frames, make_backend
 from .errors import DeviceClosedError, NotFittedError, SaturationWarning
@@ -39,6 +42,10 @@ class OPU:
         Seed of an emulated device (its medium and noise); ``None`` keeps the URL's or 0.
     settings:
         :class:`OPUSettings` or a dict of its fields.
+    calibration:
+        A :class:`calibration.CalibrationRecord`, or the path of a saved one; it must come
+        from this device (its serial is checked on open). ``output="intensity"`` then uses its
+        dark level and gain, and ``linear_transform`` its linear calibration.
     progress:
         Show a progress bar when a transform spans several device calls.
     timeout_s:
@@ -52,6 +59,7 @@ class OPU:
         n_components: int,
         seed: int | None = None,
         settings: OPUSettings | dict[str, Any] | None = None,
+        calibration: CalibrationRecord | str | Path | None = None,
         progress: bool = True,
         timeout_s: float = 10.0,
     ) -> None:
@@ -66,13 +74,18 @@ class OPU:
             raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
         self.progress = progress
         self.timeout_s = float(timeout_s)
-        self._backend: Backend = make_backend(self._url, seed)
+        try:
+            self._backend: Backend = make_backend(self._url, seed)
+        except ValueError as exc:  # name the argument: the URL's query is where the bad value came from
+            raise ValueError(f"device: {exc} (in {device!r})") from exc
         self._lock = threading.RLock()
         self._device_lock: DeviceLock | None = None
         self._closed = False
         self._layout: DMDLayout | None = None
         self._feature_shape: tuple[int, ...] | None = None
         self._applied: AppliedConfig | None = None
+        self._config_stale = False
+        self._calibration = self._load_calibration(calibration)
 
     # ------------------------------------------------------------------ life cycle
     @staticmethod
@@ -100,6 +113,7 @@ class OPU:
                         f"n_components: expected at most {info.limits.max_n_components} (camera pixels of "
                         f"{info.serial}), got {self._n_components}"
                     )
+                self._check_calibration(self._calibration, info)
             except BaseException:
                 self._release()
                 raise
@@ -168,6 +182,35 @@ class OPU:
             self._settings = new
 
     @property
+    def calibration(self) -> CalibrationRecord | None:
+        """The calibration record in use; assign a record, a path or None (checked against the device)."""
+        return self._calibration
+
+    @calibration.setter
+    def calibration(self, value: CalibrationRecord | str | Path | None) -> None:
+        record = self._load_calibration(value)
+        with self._lock:
+            if self._backend.is_open:
+                self._check_calibration(record, self._backend.info)
+            self._calibration = record
+
+    @staticmethod
+    def _load_calibration(value: CalibrationRecord | str | Path | None) -> CalibrationRecord | None:
+        if value is None or isinstance(value, CalibrationRecord):
+            return value
+        if isinstance(value, (str, Path)):
+            return CalibrationRecord.load(value)
+        raise TypeError(f"calibration: expected a CalibrationRecord, a path or None, got {type(value).__name__}")
+
+    @staticmethod
+    def _check_calibration(record: CalibrationRecord | None, info: DeviceInfo) -> None:
+        if record is not None and record.device.serial != info.serial:
+            raise ValueError(
+                f"calibration: expected a record of this device (serial {info.serial}), got record {record.id} "
+                f"of device {record.device.serial}; calibrate this device (opu-hal calibrate) instead"
+            )
+
+    @property
     def n_components(self) -> int:
         """Outputs per input; assigning a new value after fit re-fits the camera ROI."""
         return self._n_components
@@ -201,6 +244,11 @@ class OPU:
         self._applied = self._backend.configure(
             DeviceConfig(layout, n_components, settings.exposure_us, settings.frametime_us)
         )
+        self._config_stale = False
+
+    def _mark_config_stale(self) -> None:
+        """A calibration reconfigured the device: restore this OPU's configuration before the next transform."""
+        self._config_stale = True
 
     def _fit(self, layout_for: Any, feature_shape: tuple[int, ...]) -> None:
         with self._lock:
@@ -307,6 +355,8 @@ class OPU:
 
     def _acquire_all(self, flat: np.ndarray) -> tuple[np.ndarray, TransformContext]:
         """Acquire a (B, N) batch in device-sized chunks; nothing is returned unless all succeed."""
+        if self._config_stale:
+            self._configure(self._layout, self._n_components, self._settings)
         chunk = min(self._settings.max_batch_frames, self._backend.info.limits.max_batch_frames)
         total = flat.shape[0]
         parts: list[Frames] = []
@@ -327,8 +377,9 @@ class OPU:
         context = TransformContext(
             exposure_us=applied.exposure_us,
             frametime_us=applied.frametime_us,
-            gain_dn_per_intensity=info.dn_per_intensity_per_us * applied.exposure_us,
-            dark_level_dn=info.dark_level_dn,
+            # no camera (bit_depth 0): the frames already are intensities, whatever the exposure
+            gain_dn_per_intensity=self._intensity_scale(info, applied.exposure_us)[0],
+            dark_level_dn=self._intensity_scale(info, applied.exposure_us)[1],
             input_roi=(*layout.offset, *layout.roi_shape),
             macro_pixel=layout.factor,
             output_roi=applied.output_roi,
@@ -336,9 +387,50 @@ class OPU:
             timestamps_us=np.concatenate([p.timestamps_us for p in parts]),
             device_time_s=sum(p.device_time_s for p in parts),
             saturated_fraction=saturated,
+            calibration_id=None if self._calibration is None else self._calibration.id,
             fidelity=info.fidelity,
         )
         return frames, context
+
+    def _intensity_scale(self, info: DeviceInfo, exposure_us: float) -> tuple[float, float]:
+        """Counts per unit intensity at ``exposure_us`` (DN) and dark level (DN): from the record if it has them."""
+        # no camera (bit_depth 0): the frames already are intensities, whatever the exposure
+        gain = 1.0 if info.bit_depth == 0 else info.dn_per_intensity_per_us * exposure_us
+        dark = info.dark_level_dn
+        record = self._calibration
+        if record is not None and record.linear is not None:
+            ratio = 1.0 if info.bit_depth == 0 else exposure_us / record.linear.exposure_us
+            gain, dark = record.linear.dn_per_intensity * ratio, record.linear.dark_level_dn
+        if record is not None and record.camera is not None:
+            dark = record.camera.offset_dn
+        return gain, dark
+
+    # ------------------------------------------------------------------ linear projections
+    def linear_transform(self, X: Any, *, bits: int = 8, calibrate: bool = True) -> Any:
+        """Linear random projection ``X @ M.T`` of real-valued inputs (PHYSICS.md 4).
+
+        Parameters
+        ----------
+        X:
+            Real-valued inputs of any sign, (n_features,) or (..., n_features) (2-D
+            features after fit2d); numpy, list or torch.
+        bits:
+            Bits per input value (1 to 16): each vector is scaled by its largest
+            magnitude, quantised, split into positive and negative parts and sent as bit
+            planes (at most 4 * bits frames per vector; 2 for a binary vector).
+        calibrate:
+            Run a linear calibration when the record in use has none for this geometry
+            (else raise :class:`NotCalibratedError`).
+
+        Returns
+        -------
+        float32 (..., n_components): an estimate of ``X @ M.T`` where M is a fixed real
+        matrix with i.i.d. N(0, 1) entries (``E|z|^2 = n_components * ||x||^2``), the same
+        scale on every backend. ``.context.calibration_id`` names the calibration used.
+        """
+        from .linear import linear_transform
+
+        return linear_transform(self, X, bits=bits, calibrate=calibrate)
 
     @staticmethod
     def _to_intensity(frames: np.ndarray, context: TransformContext) -> np.ndarray:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, urlsplit
 
-SCHEMES: tuple[str, ...] = ("emu", "sim", "socket", "serial")
+SCHEMES: tuple[str, ...] = ("emu", "sim", "socket", "serial", "bench")
 
 
 @dataclass(frozen=True)
@@ -35,7 +35,7 @@ def parse_device_url(url: str) -> DeviceURL:
         return DeviceURL("serial", url)
     parts = urlsplit(url)
     scheme = parts.scheme.lower()
-    if scheme not in SCHEMES:
+    if scheme not in SCHEMES or not url.lower().startswith(f"{scheme}://"):
         raise ValueError(f"device: expected a URL with scheme one of {SCHEMES} or a device path, got {url!r}")
     pairs = parse_qsl(parts.query, keep_blank_values=True, strict_parsing=False)
     keys = [k for k, _ in pairs]

@@ -16,6 +16,16 @@ def make_backend(url: DeviceURL, seed: int | None) -> Backend:
         from .emulated import EmulatedBackend
 
         return EmulatedBackend(params_from_query(url.query, **_seed_override(url, seed)))
+    if url.scheme in ("sim", "socket", "serial"):
+        from .wire import make_wire_backend
+
+        return make_wire_backend(url, _seed_override(url, seed))
+    if url.scheme == "bench":
+        from .bench import Bench
+
+        if seed is not None or url.query:
+            raise ValueError(f"device: a bench:// device takes no seed and no query keys (its YAML file says it all), got {str(url)!r}")
+        return Bench.from_file(url.location)
     raise ValueError(f"device: the {url.scheme}:// backend is not available in this version (use emu://)")
 
 

@@ -1,0 +1,295 @@
+"""Throughput, open time and memory of the emulated OPU, next to references measured in the same run.
+
+    python -m bench.emulator            # N = M = 4,000 and 10,000 (batch 1,000), open at 10,000, 40,000 device
+    python -m bench.emulator --quick    # small sizes, a smoke run of about a minute
+
+(``python bench/emulator.py`` works too.)
+
+What is measured, each in a fresh Python process (so that its peak resident memory,
+``ru_maxrss``, and its caches are its own):
+
+- ``OPU.transform`` rows/s on ``emu://`` in ideal and physical fidelity, batch of random
+  binary rows, best of ``--repeats`` calls after a first one;
+- a bare numpy complex64 GEMM of the same shape, ``X (B, N) @ R (N, M)``, both complex64
+  (the emulator itself does a float32 GEMM on interleaved real and imaginary parts, half
+  the arithmetic of the complex one, so it can beat this reference);
+- lightonml 1.4.3's simulated OPU, when importable (``--lightonml-python`` runs it in
+  another interpreter);
+- open time: ``OPU(...).open()`` and ``fit1d`` (the emulator makes the whole matrix in fit,
+  lightonml when its OPU is created), and the first transform after it;
+- a large device (default 40,000 x 40,000, batch 100) with default settings: its matrix
+  exceeds the cache budget, so it is streamed; its peak RSS is the figure of interest.
+
+Figures are printed with their ratios and the targets of the project; nothing is asserted.
+On a shared machine timings are noisy: compare figures of one run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import time
+import warnings
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent  # the repository: workers run as ``-m bench.emulator`` from it
+LIGHTONML_BYTES_PER_ENTRY = 16  # float32 real and imaginary parts, then their complex64 sum
+
+
+# ---------------------------------------------------------------------- workers (fresh processes)
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process (MB)."""
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+
+
+def work_gemm(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
+    """A bare complex64 product X (B, N) @ R (N, M)."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 2, size=(batch, n), dtype=np.uint8).astype(np.complex64)
+    r = rng.standard_normal((n, 2 * m), dtype=np.float32).view(np.complex64)
+    times = []
+    for _ in range(max(1, repeats)):
+        start = time.perf_counter()
+        x @ r
+        times.append(time.perf_counter() - start)
+    return {"rows_per_s": batch / min(times)}
+
+
+def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[str, Any]:
+    """OPU on ``emu://`` with default settings: open + fit, first transform, best of repeats."""
+    import numpy as np
+
+    from firmware_sim import EmulatorParams
+    from firmware_sim.medium import memory_budget_bytes
+    from opu_hal import OPU
+
+    warnings.simplefilter("ignore")  # a saturation warning is not what this run is about
+    x = np.random.default_rng(1).integers(0, 2, size=(batch, n), dtype=np.uint8)
+    start = time.perf_counter()
+    opu = OPU(f"emu://?fidelity={fidelity}", n_components=m, seed=0, progress=False)
+    opu.open()
+    opu.fit1d(n_features=n)
+    open_s = time.perf_counter() - start
+    start = time.perf_counter()
+    opu.transform(x)
+    first_s = time.perf_counter() - start
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        opu.transform(x)
+        times.append(time.perf_counter() - start)
+    opu.close()
+    budget = memory_budget_bytes(EmulatorParams().cache_mb)
+    return {
+        "open_s": open_s,
+        "first_s": first_s,
+        "rows_per_s": batch / min(times or [first_s]),
+        "budget_mb": budget / 2**20,
+        "streamed": n * m * 8 > budget,
+    }
+
+
+def work_lightonml(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
+    """lightonml's simulated OPU (raises ImportError when it is not installed)."""
+    from bench._lightonml_ref import lightonml_version, measure_lightonml
+
+    return {**measure_lightonml(n, m, batch, repeats), "version": lightonml_version()}
+
+
+WORKERS = {"gemm": work_gemm, "ours": work_ours, "lightonml": work_lightonml}
+
+
+def worker_main(spec: str) -> None:
+    """Run one measurement and print it as a JSON line (with the peak RSS)."""
+    job = json.loads(spec)
+    kind = job.pop("kind")
+    try:
+        result = WORKERS[kind](**job)
+    except ImportError as exc:
+        result = {"error": f"not importable: {exc}"}
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+# ---------------------------------------------------------------------- the driver
+def measure(kind: str, python: str, **job: Any) -> dict[str, Any]:
+    """Run one worker in a fresh process; returns its figures or ``{"error": ...}``."""
+    command = [python, "-m", "bench.emulator", "--worker", json.dumps({"kind": kind, **job})]
+    proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode or not lines:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        return {"error": f"exit code {proc.returncode}: {tail}"}
+    return json.loads(lines[-1])
+
+
+def fmt_rate(result: dict[str, Any]) -> str:
+    return f"{result['rows_per_s']:>9,.1f} rows/s" if "rows_per_s" in result else f"{'-':>9} rows/s"
+
+
+def ratio(a: dict[str, Any], b: dict[str, Any] | None) -> float | None:
+    if b is None or "rows_per_s" not in a or "rows_per_s" not in b:
+        return None
+    return a["rows_per_s"] / b["rows_per_s"]
+
+
+def show(label: str, result: dict[str, Any], extra: str = "") -> None:
+    if "error" in result:
+        print(f"  {label:<32} {result['error']}")
+        return
+    print(f"  {label:<32} {fmt_rate(result)}   peak RSS {result['peak_rss_mb']:>7,.0f} MB   {extra}".rstrip())
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", type=int, nargs="+", help="N = M of the transform runs (default 4000 10000)")
+    parser.add_argument("--batch", type=int, help="rows per transform (default 1000)")
+    parser.add_argument("--repeats", type=int, help="timed transforms after the first; the best counts (default 3)")
+    parser.add_argument("--open-size", type=int, help="N = M of the open-time comparison (default 10000)")
+    parser.add_argument("--big", type=int, help="N = M of the large device (default 40000; 0 skips it)")
+    parser.add_argument("--big-batch", type=int, help="rows transformed by the large device (default 100)")
+    parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
+    parser.add_argument("--no-lightonml", action="store_true", help="skip the lightonml reference")
+    parser.add_argument(
+        "--lightonml-python", default=sys.executable, help="interpreter that has lightonml (default: this one)"
+    )
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    quick = {"sizes": [1000, 2000], "batch": 200, "repeats": 1, "open_size": 2000, "big": 8000, "big_batch": 20}
+    full = {"sizes": [4000, 10000], "batch": 1000, "repeats": 3, "open_size": 10000, "big": 40000, "big_batch": 100}
+    for key, value in (quick if args.quick else full).items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
+
+
+def bench_transforms(args: argparse.Namespace, lightonml: str | None) -> dict[tuple[str, int], dict[str, Any]]:
+    """Transform rows/s of every reference and fidelity at every size; prints them with ratios."""
+    runs: dict[tuple[str, int], dict[str, Any]] = {}
+    for size in args.sizes:
+        job = {"n": size, "m": size, "batch": args.batch, "repeats": args.repeats}
+        print(f"\ntransform  N = M = {size:,}, batch {args.batch:,}")
+        gemm = runs[("gemm", size)] = measure("gemm", sys.executable, **job)
+        show("numpy complex64 GEMM", gemm)
+        lml = runs[("lightonml", size)] = measure_lightonml(lightonml, **job)
+        if "error" in lml:
+            show("lightonml simulated OPU", lml)
+        else:
+            show(f"lightonml {lml['version']} simulated OPU", lml, f"open+fit {lml['open_s']:.2f} s")
+        for fidelity in ("ideal", "physical"):
+            ours = runs[(fidelity, size)] = measure("ours", sys.executable, fidelity=fidelity, **job)
+            extra = ""
+            if "error" not in ours:
+                extra = f"open+fit {ours['open_s']:.2f} s, first transform {ours['first_s']:.2f} s;  "
+                for name, reference in (("lightonml", lml), ("GEMM", gemm)):
+                    r = ratio(ours, reference)
+                    extra += "" if r is None else f"ours/{name} {r:.2f}  "
+            show(f"opu-hal emu:// {fidelity}", ours, extra)
+    return runs
+
+
+def measure_lightonml(lightonml: str | None, **job: Any) -> dict[str, Any]:
+    return measure("lightonml", lightonml, **job) if lightonml else {"error": "skipped (--no-lightonml)"}
+
+
+def bench_open(args: argparse.Namespace, lightonml: str | None, runs: dict) -> float | None:
+    """Open + fit and first transform at ``--open-size``; returns lightonml's open time over ours."""
+    size = args.open_size
+    print(f"\nopen  N = M = {size:,}: OPU(...).open() + fit1d (opu-hal makes the matrix in fit, lightonml in OPU())")
+    job = {"n": size, "m": size, "batch": args.batch, "repeats": 0}
+    ours = runs.get(("ideal", size)) or measure("ours", sys.executable, fidelity="ideal", **job)
+    lml = runs.get(("lightonml", size)) or measure_lightonml(lightonml, **job)
+    if "error" in lml:
+        print(f"  {'lightonml simulated OPU':<32} {lml['error']}")
+    else:
+        print(f"  {'lightonml ' + lml['version'] + ' simulated OPU':<32} open+fit {lml['open_s']:6.2f} s   "
+              f"first transform {lml['first_s']:6.2f} s (batch {args.batch:,})")
+    if "error" in ours:
+        print(f"  {'opu-hal emu:// ideal':<32} {ours['error']}")
+        return None
+    line = (f"  {'opu-hal emu:// ideal':<32} open+fit {ours['open_s']:6.2f} s   "
+            f"first transform {ours['first_s']:6.2f} s (batch {args.batch:,})")
+    if "error" in lml:
+        print(line)
+        return None
+    speedup = lml["open_s"] / ours["open_s"]
+    both = (lml["open_s"] + lml["first_s"]) / (ours["open_s"] + ours["first_s"])
+    print(f"{line}\n  {'':<32} open+fit {speedup:.1f}x faster; open+fit+first transform {both:.1f}x faster")
+    return speedup
+
+
+def bench_large(args: argparse.Namespace) -> float | None:
+    """A large device with default settings; returns its peak RSS (MB)."""
+    n = args.big
+    print(f"\nlarge device  N = M = {n:,}, batch {args.big_batch:,}, physical fidelity, default settings")
+    big = measure("ours", sys.executable, n=n, m=n, batch=args.big_batch, repeats=0, fidelity="physical")
+    print(f"  lightonml would hold {LIGHTONML_BYTES_PER_ENTRY} bytes per entry at its peak: "
+          f"{LIGHTONML_BYTES_PER_ENTRY * n * n / 1e9:.1f} GB (not run)")
+    if "error" in big:
+        print(f"  {'opu-hal emu:// physical':<32} {big['error']}")
+        return None
+    kept = "streamed at every product" if big["streamed"] else "kept in memory"
+    print(f"  matrix {n * n * 8 / 1e9:.1f} GB, cache budget {big['budget_mb']:,.0f} MB: {kept}")
+    print(f"  {'opu-hal emu:// physical':<32} open+fit {big['open_s']:.2f} s   transform {big['first_s']:.1f} s "
+          f"({args.big_batch / big['first_s']:.1f} rows/s)   peak RSS {big['peak_rss_mb']:,.0f} MB")
+    return big["peak_rss_mb"]
+
+
+def print_targets(args: argparse.Namespace, runs: dict, open_speedup: float | None, big_rss: float | None) -> None:
+    """The project's targets, judged on this run's figures."""
+
+    def judged(fidelity: str, reference: str, goal: float) -> str:
+        pairs = [(s, ratio(runs[(fidelity, s)], runs[(reference, s)])) for s in args.sizes]
+        known = [(s, r) for s, r in pairs if r is not None]
+        if not known:
+            return "not measured"
+        verdict = "met" if all(r >= goal for _, r in known) else "NOT met"
+        return f"{verdict} (" + ", ".join(f"{r:.2f}x at {s:,}" for s, r in known) + ")"
+
+    print("\ntargets")
+    print(f"  ideal >= 1.0x lightonml:                 {judged('ideal', 'lightonml', 1.0)}")
+    print(f"  physical >= 0.9x lightonml:              {judged('physical', 'lightonml', 0.9)}")
+    print(f"  ideal >= 0.8x numpy complex64 GEMM:      {judged('ideal', 'gemm', 0.8)}")
+    print(f"  physical >= 0.8x numpy complex64 GEMM:   {judged('physical', 'gemm', 0.8)}")
+    if args.big:
+        rss = "not measured" if big_rss is None else f"{'met' if big_rss < 2048 else 'NOT met'} ({big_rss:,.0f} MB)"
+        print(f"  large device ({args.big:,}) peak RSS < 2 GB:  {rss}")
+    speed = "not measured" if open_speedup is None else f"{'met' if open_speedup >= 4 else 'NOT met'}"
+    if open_speedup is not None:
+        speed += f" ({open_speedup:.1f}x at {args.open_size:,})"
+    print(f"  open >= 4x faster than lightonml:        {speed}")
+
+
+def main(argv: list[str]) -> None:
+    args = parse_args(argv)
+    if args.worker:
+        worker_main(args.worker)
+        return
+    import numpy as np
+
+    lightonml = None if args.no_lightonml else args.lightonml_python
+    print(
+        f"opu-hal emulator bench: Python {platform.python_version()}, numpy {np.__version__}, "
+        f"{os.cpu_count()} CPUs, {platform.machine()}"
+    )
+    print(
+        f"Each line is a fresh process; rows/s is the best of {args.repeats} transforms after a first one; "
+        "ratios are rows/s over rows/s."
+    )
+    runs = bench_transforms(args, lightonml)
+    open_speedup = bench_open(args, lightonml, runs)
+    big_rss = bench_large(args) if args.big else None
+    print_targets(args, runs, open_speedup, big_rss)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,134 @@
+"""Wire-protocol figures, measured in one run against references measured in the same run.
+
+1. Bulk camera frames over socket:// loopback (firmware process, optics off), as a
+   fraction of a plain TCP socket carrying the same bytes between two processes.
+2. Request round trip: PING over socket:// loopback (median, us).
+3. Host-side frame pipeline at real sizes: 10,000 features drawn on 1,039,680-mirror DMD
+   frames, bit-packed and sent, 2040 x 64 camera frames received and checked, against a
+   firmware process with its optics switched off; frames per second.
+
+    python bench/protocol.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+# bench/calibration.py would shadow the calibration package: keep this directory off the path.
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
+
+import numpy as np  # noqa: E402
+
+from opu_hal import OPU  # noqa: E402
+
+PLAIN_SERVER = r"""
+import socket, struct, sys
+srv = socket.create_server(("127.0.0.1", 0)); print(srv.getsockname()[1], flush=True)
+conn, _ = srv.accept(); block = bytes(1 << 20)
+while True:
+    head = conn.recv(8)
+    if len(head) < 8: break
+    (n,) = struct.unpack("<Q", head)
+    view = memoryview(block)
+    while n:
+        k = min(n, len(block)); conn.sendall(view[:k]); n -= k
+"""
+
+
+def firmware(*options: str) -> tuple[subprocess.Popen, str]:
+    proc = subprocess.Popen([sys.executable, "-m", "firmware_sim", "--listen", "127.0.0.1:0", *options],
+                            stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def plain_socket_gbps(total: int, repeats: int) -> float:
+    import socket
+    import struct
+
+    proc = subprocess.Popen([sys.executable, "-c", PLAIN_SERVER], stdout=subprocess.PIPE, text=True)
+    port = int(proc.stdout.readline())
+    sock = socket.create_connection(("127.0.0.1", port))
+    buf = bytearray(total)
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        sock.sendall(struct.pack("<Q", total))
+        view, got = memoryview(buf), 0
+        while got < total:
+            got += sock.recv_into(view[got:], total - got)
+        best = min(best, time.perf_counter() - t0)
+    sock.close()
+    proc.terminate()
+    proc.wait()
+    return total / best / 1e9
+
+
+def bulk_gbps(url: str, frames: int, repeats: int) -> tuple[float, int]:
+    n_components = 2040 * 64
+    with OPU(url, n_components=n_components, progress=False, settings={"max_batch_frames": frames}) as opu:
+        opu.fit1d(n_features=4)
+        x = np.zeros((frames, 4), dtype=bool)
+        opu.transform(x)  # warm up
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            y = opu.transform(x)
+            best = min(best, time.perf_counter() - t0)
+    return y.nbytes / best / 1e9, y.nbytes
+
+
+def ping_us(url: str, count: int) -> float:
+    with OPU(url, n_components=1, progress=False) as opu:
+        for _ in range(50):
+            opu.backend.ping()
+        return statistics.median(opu.backend.ping() for _ in range(count)) * 1e6
+
+
+def pipeline_fps(url: str, frames: int, repeats: int) -> float:
+    rng = np.random.default_rng(0)
+    x = rng.random((frames, 10_000)) < 0.5
+    with OPU(url, n_components=2040 * 64, progress=False, settings={"max_batch_frames": frames}) as opu:
+        opu.fit1d(n_features=10_000)
+        assert opu.layout.dmd_shape == (912, 1140)
+        opu.transform(x[:50])
+        best = float("inf")
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            y = opu.transform(x)
+            best = min(best, time.perf_counter() - t0)
+        assert y.shape == (frames, 2040 * 64)
+    return frames / best
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller batches, fewer repeats")
+    args = parser.parse_args(argv)
+    frames, repeats = (200, 2) if args.quick else (1000, 3)
+
+    bulk_proc, bulk_url = firmware("--optics", "off", "--dmd-shape", "8x8", "--camera-shape", "1088x2040")
+    real_proc, real_url = firmware("--optics", "off")
+    try:
+        wire, nbytes = bulk_gbps(bulk_url, frames, repeats)
+        plain = plain_socket_gbps(nbytes, repeats)
+        print(f"bulk camera frames over socket:// loopback: {wire:.2f} GB/s; plain socket, same bytes: "
+              f"{plain:.2f} GB/s; ratio {wire / plain:.0%} (target >= 50 %)")
+        latency = ping_us(bulk_url, 2000)
+        print(f"request round trip (PING, socket:// loopback): median {latency:.0f} us (target < 200 us)")
+        fps = pipeline_fps(real_url, frames, repeats)
+        print(f"host frame pipeline, 10,000 features -> 912 x 1140 DMD frames, 2040 x 64 camera ROI, optics off: "
+              f"{fps:,.0f} frames/s (target >= 2,000)")
+    finally:
+        for proc in (bulk_proc, real_proc):
+            proc.terminate()
+            proc.wait()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

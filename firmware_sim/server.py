@@ -1,0 +1,184 @@
+"""Serving the firmware over real links: a TCP port or a pseudo-terminal (serial port).
+
+One host at a time: a new connection replaces the current one (a host that lost its
+link reconnects), and the device state (configuration, counters, reply cache) carries
+over, so the host can resume where it was.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import select
+import socket
+import threading
+import time
+import tty
+
+from opu_hal.protocol.server import ServerLink
+from opu_hal.transport import TCPTransport, Transport, TransportError
+
+from .faults import FaultyTransport
+from .firmware import Firmware
+
+logger = logging.getLogger(__name__)
+
+
+def serve_link(firmware: Firmware, transport: Transport) -> ServerLink:
+    """A link serving ``firmware`` on ``transport`` (through the fault injector if faults are set)."""
+    if firmware.faults.settings.byte_faults:
+        transport = FaultyTransport(transport, firmware.faults)
+    link = ServerLink(transport, firmware.resolve, max_payload=firmware.max_payload)
+    firmware.on_boot = link.notify_boot
+    return link
+
+
+class TCPFirmwareServer:
+    """The firmware on a TCP port. ``start()`` serves in a background thread; ``address`` is (host, port)."""
+
+    def __init__(self, firmware: Firmware, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.firmware = firmware
+        self._listener = socket.create_server((host, port), reuse_port=False)
+        self._listener.settimeout(0.2)
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._link: ServerLink | None = None
+        self._link_thread: threading.Thread | None = None
+
+    @property
+    def url(self) -> str:
+        """``socket://HOST:PORT`` of this server."""
+        return f"socket://{self.address[0]}:{self.address[1]}"
+
+    def start(self) -> "TCPFirmwareServer":
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self.serve_forever, name="firmware-tcp", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Accept connections until ``close()``; each new one replaces the previous."""
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                break
+            logger.info("host connected from %s:%d", *peer[:2])
+            self._drop_link()
+            self._link = serve_link(self.firmware, TCPTransport(*peer[:2], sock=conn))
+            self._link_thread = threading.Thread(target=self._link.serve, name="firmware-link", daemon=True)
+            self._link_thread.start()
+        self._drop_link()
+
+    def _drop_link(self) -> None:
+        if self._link is not None:
+            self._link.stop()
+            self._link_thread.join()
+            self._link = None
+
+    def close(self) -> None:
+        """Stop serving and close the port."""
+        self._stop.set()
+        self._listener.close()
+        if self._thread is not None:
+            self._thread.join()
+        self._drop_link()
+
+
+class FdTransport(Transport):
+    """The device's end of a pseudo-terminal (its master file descriptor)."""
+
+    def __init__(self, fd: int) -> None:
+        super().__init__()
+        self.fd = fd
+        self._open = True
+
+    def _do_open(self, timeout_s: float) -> None:
+        raise TransportError("FdTransport: a closed pty cannot be re-opened")
+
+    def _do_close(self) -> None:
+        os.close(self.fd)
+
+    def _do_write(self, data: memoryview) -> None:
+        try:
+            while len(data):
+                _, writable, _ = select.select([], [self.fd], [], self.write_timeout_s)
+                if not writable:
+                    raise TransportError(f"pty: the host accepted no data for {self.write_timeout_s} s")
+                data = data[os.write(self.fd, data) :]
+        except (OSError, ValueError) as exc:
+            raise TransportError(f"pty: write failed: {exc}") from exc
+
+    def _do_read(self, max_bytes: int, timeout_s: float) -> bytes:
+        try:
+            readable, _, _ = select.select([self.fd], [], [], timeout_s)
+        except (OSError, ValueError) as exc:  # closed by another thread
+            raise TransportError(f"pty: read failed: {exc}") from exc
+        if not readable:
+            return b""
+        try:
+            return os.read(self.fd, max_bytes)
+        except OSError:  # EIO while no process has the other end open
+            time.sleep(min(timeout_s, 0.05))
+            return b""
+
+
+class PtyFirmwareServer:
+    """The firmware behind a pseudo-terminal; ``path`` is the serial port a host opens."""
+
+    def __init__(self, firmware: Firmware) -> None:
+        self.firmware = firmware
+        master, slave = os.openpty()
+        tty.setraw(slave)  # bytes pass unchanged: no echo, no line editing
+        tty.setraw(master)
+        self._slave = slave  # kept open so the master never sees a hang-up between hosts
+        self.path = os.ttyname(slave)
+        self._link = serve_link(firmware, FdTransport(master))
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> "PtyFirmwareServer":
+        """Serve in a daemon thread; returns self."""
+        self._thread = threading.Thread(target=self._link.serve, name="firmware-pty", daemon=True)
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        """Serve in this thread until ``close()``."""
+        self._link.serve()
+
+    def close(self) -> None:
+        """Stop serving and release the pty."""
+        self._link.stop()
+        if self._thread is not None:
+            self._thread.join()
+        os.close(self._slave)
+
+
+class LoopbackFirmware:
+    """The firmware in a thread of this process, reached through a loopback transport pair (``sim://``)."""
+
+    def __init__(self, firmware: Firmware) -> None:
+        self.firmware = firmware
+        self._link: ServerLink | None = None
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> Transport:
+        """Start serving; returns the host's end of the link."""
+        from opu_hal.transport import loopback_pair
+
+        host, device = loopback_pair()
+        self._link = serve_link(self.firmware, device)
+        self._thread = threading.Thread(target=self._link.serve, name="firmware-sim", daemon=True)
+        self._thread.start()
+        return host
+
+    def close(self) -> None:
+        """Stop the firmware thread and release the model."""
+        if self._link is not None:
+            self._link.stop()
+            self._thread.join()
+            self._link = None
+        self.firmware.close()

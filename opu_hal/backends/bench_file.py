@@ -1,0 +1,191 @@
+"""Bench files: the YAML that names a bench's DMD, camera and light source, their drivers and settings.
+
+Example::
+
+    dmd:
+      driver: protocol            # protocol (OPU firmware) or alp (Vialux)
+      url: socket://127.0.0.1:5555
+      settings: {trigger_out: true}
+    camera:
+      driver: protocol            # protocol or pylon (Basler)
+      url: socket://127.0.0.1:5555
+      settings: {exposure_us: 400}
+    light:                        # optional
+      driver: scpi_laser
+      resource: TCPIP::127.0.0.1::5025::SOCKET
+      settings: {power_mw: 10, enabled: true}
+    sentinels: {block_frames: 64, retries: 2}
+
+The whole file is validated (drivers, their options, every setting's type and sign)
+before any device is touched; an error names the file and line of the bad value.
+Relative paths (an ALP library, a pyvisa-sim YAML) are relative to the bench file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal, Union
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..devices.camera import Camera, CameraSettings
+from ..devices.dmd import DMD, DMDSettings
+from ..devices.light import LightSource, LightSourceSettings
+
+
+class _Part(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ProtocolDMDPart(_Part):
+    """The DMD of OPU firmware at ``url`` (sim://, socket:// or serial)."""
+
+    driver: Literal["protocol"]
+    url: str
+    settings: DMDSettings = DMDSettings()
+
+
+class AlpDMDPart(_Part):
+    """A Vialux DMD through the ALP library at ``library`` (None: the system's ``alp4395``)."""
+
+    driver: Literal["alp"]
+    library: str | None = None
+    device_number: int = Field(0, ge=0)
+    settings: DMDSettings = DMDSettings()
+
+
+class ProtocolCameraPart(_Part):
+    """The camera of OPU firmware at ``url``."""
+
+    driver: Literal["protocol"]
+    url: str
+    settings: CameraSettings = CameraSettings()
+
+
+class PylonCameraPart(_Part):
+    """A Basler camera through pypylon; ``serial`` None: the first one found."""
+
+    driver: Literal["pylon"]
+    serial: str | None = None
+    settings: CameraSettings = CameraSettings()
+
+
+class ScpiLaserPart(_Part):
+    """A SCPI laser at a VISA ``resource``; ``visa_library``: ``@py`` or ``FILE.yaml@sim``."""
+
+    driver: Literal["scpi_laser"]
+    resource: str
+    visa_library: str = "@py"
+    timeout_s: float = Field(2.0, gt=0)
+    settings: LightSourceSettings = LightSourceSettings()
+
+
+class SentinelSettings(_Part):
+    """Sentinel frames (all-on, all-off) before every ``block_frames`` data frames and at the end;
+    a block whose sentinels are out of place is acquired again, up to ``retries`` times."""
+
+    block_frames: int = Field(64, ge=1, le=100_000)
+    retries: int = Field(2, ge=0, le=10)
+
+
+class BenchFile(_Part):
+    """A bench: DMD, camera, optional light source, sentinel settings, timeout (s) for each frame."""
+
+    dmd: Annotated[Union[ProtocolDMDPart, AlpDMDPart], Field(discriminator="driver")]
+    camera: Annotated[Union[ProtocolCameraPart, PylonCameraPart], Field(discriminator="driver")]
+    light: Annotated[Union[ScpiLaserPart], Field(discriminator="driver")] | None = None
+    sentinels: SentinelSettings = SentinelSettings()
+    frame_timeout_s: float = Field(2.0, gt=0, description="extra time allowed for each frame (s)")
+
+
+def load_bench_file(path: str | Path) -> BenchFile:
+    """Read and validate a bench file; ``ValueError`` names ``FILE:LINE`` and the setting at fault."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise ValueError(f"bench file: cannot read {str(path)!r}: {exc.strerror}") from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        raise ValueError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}:1: expected a mapping with 'dmd' and 'camera', got {type(data).__name__}")
+    try:
+        return BenchFile.model_validate(data)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            line = _line_of(node, error["loc"])
+            name = ".".join(str(p) for p in error["loc"]) or "(file)"
+            lines.append(f"{path}:{line}: {name}: {error['msg']} (got {error.get('input')!r})")
+        raise ValueError("bench file invalid:\n" + "\n".join(lines)) from None
+
+
+def _line_of(node: yaml.Node | None, loc: tuple[Any, ...]) -> int:
+    """1-based line of the deepest YAML node along a validation error's path (tags of unions skipped)."""
+    line = 1 if node is None else node.start_mark.line + 1
+    for part in loc:
+        if isinstance(node, yaml.MappingNode):
+            match = next(((k, v) for k, v in node.value if k.value == str(part)), None)
+            if match is None:
+                continue  # a union tag or a missing key: stay on the parent
+            key, node = match
+            line = key.start_mark.line + 1
+        elif isinstance(node, yaml.SequenceNode) and isinstance(part, int) and part < len(node.value):
+            node = node.value[part]
+            line = node.start_mark.line + 1
+    return line
+
+
+def resolve(path: str | None, base: Path) -> str | None:
+    """A path named in a bench file, relative to the file's folder."""
+    if path is None or Path(path).is_absolute():
+        return path
+    return str((base / path).resolve())
+
+
+def build_devices(bench: BenchFile, base: Path) -> tuple[DMD, Camera, LightSource | None]:
+    """Make (without opening) the devices a bench file names; protocol parts with one URL share a link."""
+    from ..devices.protocol import ProtocolLink
+
+    links: dict[str, ProtocolLink] = {}
+
+    def link(url: str) -> ProtocolLink:
+        if url not in links:
+            links[url] = ProtocolLink.from_url(url)
+        return links[url]
+
+    dmd: DMD
+    if isinstance(bench.dmd, ProtocolDMDPart):
+        from ..devices.protocol import ProtocolDMD
+
+        dmd = ProtocolDMD(link(bench.dmd.url), bench.dmd.settings)
+    else:
+        from ..devices.alp import AlpDMD, load_alp_library
+
+        dmd = AlpDMD(load_alp_library(resolve(bench.dmd.library, base)), bench.dmd.device_number, bench.dmd.settings)
+    camera: Camera
+    if isinstance(bench.camera, ProtocolCameraPart):
+        from ..devices.protocol import ProtocolCamera
+
+        camera = ProtocolCamera(link(bench.camera.url), bench.camera.settings)
+    else:
+        from ..devices.pylon import PylonCamera
+
+        camera = PylonCamera(serial=bench.camera.serial, settings=bench.camera.settings)
+    light: LightSource | None = None
+    if bench.light is not None:
+        from ..devices.scpi_laser import ScpiLaser
+
+        library = bench.light.visa_library
+        if library.endswith("@sim") and library != "@sim":
+            library = resolve(library[: -len("@sim")], base) + "@sim"
+        light = ScpiLaser(
+            bench.light.resource, visa_library=library, timeout_s=bench.light.timeout_s, settings=bench.light.settings
+        )
+    return dmd, camera, light

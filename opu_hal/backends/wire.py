@@ -1,0 +1,377 @@
+"""``sim://``, ``socket://`` and ``serial://``: a device behind the wire protocol (docs/protocol.md).
+
+The backend *has* a :class:`~opu_hal.protocol.client.ProtocolClient`, which has a
+transport. A device call is sent as ACQUIRE requests of bit-packed DMD frames, at most
+``window`` in flight, so the next chunk is packed and uploaded while the device acquires
+the current one. A call of up to 16 MiB is one chunk (the emulator then computes exactly
+the batches ``emu://`` computes, so even float results agree bitwise). Replies are checked
+(count, dtype, sizes, consecutive frame ids). When the device reboots mid-batch, the
+backend re-applies the configuration, restores the frame counter and clock, and resumes
+from the first chunk not yet received, so the batch comes out as if nothing happened.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterator
+
+import numpy as np
+
+from ..errors import DeviceError, ProtocolError
+from ..protocol.client import DeviceResetError, Hello, ProtocolClient, Request
+from ..protocol.dmd import DMDPacker
+from ..protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
+from ..protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
+from ..settings import DeviceInfo
+from ..transport import SerialTransport, TCPTransport, Transport, split_host_port
+from ..url import DeviceURL
+from .base import AppliedConfig, Backend, DeviceConfig, Frames
+
+if TYPE_CHECKING:
+    from firmware_sim import EmulatorParams, OPUModel
+    from firmware_sim.firmware import Firmware
+
+logger = logging.getLogger(__name__)
+
+_HEAD_ROOM = 4096  # bytes kept for the JSON head of a bulk payload
+# Calls up to this size go as one ACQUIRE (the emulator then computes exactly emu://'s batches);
+# larger ones are split so that upload, acquisition and download overlap.
+_CHUNK_TARGET = 16 * 2**20
+
+
+class WireBackend(Backend):
+    """A device spoken to over a transport.
+
+    Parameters
+    ----------
+    connect:
+        Makes the (unopened or open) transport when the backend opens.
+    release:
+        Called after the link is closed (stops an in-process firmware).
+    exclusive:
+        Whether other processes could reach the device (the OPU then locks it).
+    retries:
+        Times a request is re-sent, the link re-opened or a reboot recovered from.
+    window:
+        ACQUIRE requests in flight.
+    chunk_frames:
+        Frames per ACQUIRE; None: a whole call if it fits the payload limit.
+    token:
+        Shared secret for ``opu-hal serve``.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], Transport],
+        *,
+        release: Callable[[], None] | None = None,
+        exclusive: bool = True,
+        retries: int = 3,
+        window: int = 2,
+        chunk_frames: int | None = None,
+        token: str | None = None,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+    ) -> None:
+        super().__init__()
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
+        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
+            raise ValueError(f"window: expected a positive int, got {window!r}")
+        if chunk_frames is not None and (isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1):
+            raise ValueError(f"chunk_frames: expected a positive int or None, got {chunk_frames!r}")
+        self.exclusive = exclusive
+        self._connect, self._release = connect, release
+        self.retries, self.window, self.chunk_frames = retries, window, chunk_frames
+        self.token, self.max_payload = token, max_payload
+        self.client: ProtocolClient | None = None
+        self._packer: DMDPacker | None = None
+        self._counters: tuple[int, float] = (0, 0.0)  # device frame counter and clock (us) after the last reply
+        self._applied: AppliedConfig | None = None
+
+    @property
+    def hello(self) -> Hello:
+        """What the device answered to the last handshake."""
+        return self.client.hello
+
+    # ------------------------------------------------------------------ life cycle
+    def _do_open(self, timeout_s: float) -> DeviceInfo:
+        client = ProtocolClient(
+            self._connect(), timeout_s=timeout_s, retries=self.retries, max_payload=self.max_payload, token=self.token
+        )
+        try:
+            hello = client.connect()
+        except BaseException:
+            client.transport.close()
+            if self._release is not None:
+                self._release()
+            raise
+        self.client = client
+        return hello.info
+
+    def _do_close(self) -> None:
+        try:
+            self.client.close()
+        finally:
+            self.client, self._packer = None, None
+            if self._release is not None:
+                self._release()
+
+    def ping(self) -> float:
+        """Round-trip time of a PING (s); raises if the device does not answer."""
+        t0 = time.perf_counter()
+        self.client.request(Request(MsgType.PING, [b""]))
+        return time.perf_counter() - t0
+
+    # ------------------------------------------------------------------ configuration
+    def _do_configure(self, config: DeviceConfig) -> AppliedConfig:
+        for attempt in range(self.retries + 1):
+            try:
+                return self._send_config(config, restore=False)
+            except DeviceResetError:
+                if attempt == self.retries:
+                    raise
+                self.client.handshake()
+        raise AssertionError("unreachable")
+
+    def _send_config(self, config: DeviceConfig, restore: bool) -> AppliedConfig:
+        body: dict[str, object] = {
+            "layout": config.layout.model_dump(mode="json"),
+            "n_components": config.n_components,
+            "exposure_us": config.exposure_us,
+            "frametime_us": config.frametime_us,
+        }
+        if restore:
+            body["frame_counter"], body["clock_us"] = self._counters
+        reply = decode_json(self.client.request(Request(MsgType.CONFIGURE, [encode_json(body)])).payload)
+        try:
+            applied = AppliedConfig(float(reply["exposure_us"]), float(reply["frametime_us"]), tuple(reply["roi"]))
+            self._counters = (int(reply["frame_counter"]), float(reply["clock_us"]))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"CONFIGURE: malformed reply {reply!r}: {exc}") from None
+        if self._packer is None or self._packer.layout != config.layout:
+            self._packer = DMDPacker(config.layout)
+        self._applied = applied
+        return applied
+
+    def _recover(self, reason: Exception) -> None:
+        """After a reboot (or an unexpected 'not configured'): greet, re-configure, restore counters."""
+        old = self.client.hello.boot_id
+        hello = self.client.handshake()
+        rebooted = hello.boot_id != old
+        logger.warning(
+            "device %s (%s): re-applying the configuration and resuming at frame %d",
+            "rebooted" if rebooted else "lost its configuration", reason, self._counters[0],
+        )
+        before = self._applied
+        applied = self._send_config(self._config, restore=rebooted)
+        if applied != before:
+            raise DeviceError(f"after recovering, the device applied {applied} instead of {before}")
+
+    # ------------------------------------------------------------------ acquisition
+    def _pixel_bytes(self) -> int:
+        """Bytes per camera pixel: float32 intensities, 8- or 16-bit counts."""
+        bit_depth = self.client.hello.info.bit_depth
+        return 4 if bit_depth == 0 else (1 if bit_depth <= 8 else 2)
+
+    def _chunk_size(self, batch: int) -> int:
+        dmd_bytes = self._packer.frame_bytes
+        camera_bytes = self._config.n_components * self._pixel_bytes() + 16  # with the frame id and timestamp
+        limit = min(self.client.hello.max_payload, self.max_payload, _CHUNK_TARGET) - _HEAD_ROOM
+        fits = max(1, limit // max(dmd_bytes, camera_bytes))
+        if self.chunk_frames is not None:
+            return min(self.chunk_frames, fits)
+        if batch <= fits:
+            return batch
+        chunks = -(-batch // fits)
+        return -(-batch // chunks)  # equal chunks
+
+    def _requests(
+        self, features: np.ndarray, bounds: list[tuple[int, int]], start: int, out: memoryview
+    ) -> Iterator[Request]:
+        after = 0
+        row = len(out) // bounds[-1][1]
+        for lo, hi in bounds[start:]:
+            packed = self._packer.pack(features[lo:hi])
+            seq = self.client.next_seq()
+            head = {
+                "count": hi - lo,
+                "rows": packed.shape[1],
+                "row_bytes": packed.shape[2],
+                "after": after,
+                "more": hi < bounds[-1][1],  # a shared device stays ours until the call's last chunk
+            }
+            # the camera frames of the reply arrive straight in the call's output
+            yield Request(MsgType.ACQUIRE, encode_bulk(head, memoryview(packed).cast("B")), seq, out[lo * row : hi * row])
+            after = seq
+
+    def _do_acquire(self, features: np.ndarray) -> Frames:
+        batch = features.shape[0]
+        size = self._chunk_size(batch)
+        bounds = [(lo, min(lo + size, batch)) for lo in range(0, batch, size)]
+        # the call's camera frames, as bytes (the device's dtype is read from its replies)
+        out = np.empty(batch * self._config.n_components * self._pixel_bytes(), dtype=np.uint8)
+        parts: list[_Chunk | None] = [None] * len(bounds)
+        done, recoveries, cause = 0, 0, None
+        while done < len(bounds):
+            try:
+                if cause is not None:
+                    self._recover(cause)
+                    cause = None
+                for reply in self.client.pipeline(self._requests(features, bounds, done, memoryview(out)), self.window):
+                    lo, hi = bounds[done]
+                    parts[done] = self._parse(reply, lo, hi, out)
+                    done += 1
+            except (DeviceResetError, DeviceError) as exc:
+                if isinstance(exc, DeviceError) and exc.code != ErrorCode.NOT_CONFIGURED:
+                    raise
+                recoveries += 1
+                if recoveries > self.retries:
+                    raise
+                cause = exc
+        return _join(parts, out, self._config.n_components)
+
+    def _parse(self, reply: Frame, lo: int, hi: int, out: np.ndarray) -> "_Chunk":
+        """Check a FRAMES reply for frames ``lo:hi`` of the call; their camera frames end up in ``out``."""
+        head, raw = decode_bulk(reply.payload)
+        try:
+            n, dtype = int(head["n_components"]), np.dtype(head["dtype"])
+            got = int(head["count"])
+            self._counters = (int(head["frame_counter"]), float(head["clock_us"]))
+            saturated, device_time_s = float(head["saturated_fraction"]), float(head["device_time_s"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"FRAMES: malformed head {head!r}: {exc}") from None
+        count, row = hi - lo, self._config.n_components * self._pixel_bytes()
+        expected = count * (16 + n * dtype.itemsize)
+        if got != count or n != self._config.n_components or len(raw) + reply.placed != expected:
+            raise ProtocolError(
+                f"FRAMES: expected {count} frames of {self._config.n_components} outputs ({expected} bytes), "
+                f"got {got} of {n} ({len(raw) + reply.placed} bytes)"
+            )
+        if n * dtype.itemsize != row or reply.placed not in (0, count * row):
+            raise ProtocolError(
+                f"FRAMES: pixels of dtype {dtype.str} from a camera of bit depth {self.client.hello.info.bit_depth}"
+            )
+        ids = np.frombuffer(raw, dtype="<i8", count=count).astype(np.int64)
+        stamps = np.frombuffer(raw, dtype="<f8", count=count, offset=8 * count).astype(np.float64)
+        if count > 1 and not np.array_equal(np.diff(ids), np.ones(count - 1, dtype=np.int64)):
+            raise ProtocolError(f"FRAMES: frame ids are not consecutive: {ids.tolist()[:10]}...")
+        if not reply.placed:  # a reply too small to be read in place
+            out[lo * row : hi * row] = np.frombuffer(raw, dtype=np.uint8, offset=16 * count)
+        return _Chunk(dtype, ids, stamps, saturated, device_time_s)
+
+
+@dataclass(frozen=True)
+class _Chunk:
+    """What a FRAMES reply said besides its camera frames (which are in the call's output)."""
+
+    dtype: np.dtype
+    frame_ids: np.ndarray
+    timestamps_us: np.ndarray
+    saturated_fraction: float
+    device_time_s: float
+
+
+def _join(parts: list[_Chunk], out: np.ndarray, n_components: int) -> Frames:
+    """The call's frames: ``out`` seen as the replies' dtype, with the chunks' ids and timestamps."""
+    dtype = parts[0].dtype
+    if any(p.dtype != dtype for p in parts):
+        raise ProtocolError(f"FRAMES: the dtype changed between chunks: {sorted({p.dtype.str for p in parts})}")
+    ids = np.concatenate([p.frame_ids for p in parts])
+    if not np.array_equal(np.diff(ids), np.ones(ids.size - 1, dtype=np.int64)):
+        raise ProtocolError("FRAMES: frame ids of consecutive chunks are not consecutive (a frame lost or repeated)")
+    frames = out.view(dtype).reshape(ids.size, n_components)
+    if not dtype.isnative:
+        frames = frames.byteswap().view(dtype.newbyteorder("="))
+    total = ids.size
+    return Frames(
+        frames,
+        ids,
+        np.concatenate([p.timestamps_us for p in parts]),
+        sum(p.saturated_fraction * p.frame_ids.size for p in parts) / total,
+        sum(p.device_time_s for p in parts),
+    )
+
+
+class SimBackend(WireBackend):
+    """``sim://``: the emulator firmware in a thread, behind the full protocol over a loopback pair.
+
+    ``firmware`` and ``model`` (the ground truth, as ``emu://``'s ``model``) exist while open.
+    """
+
+    def __init__(self, params: "EmulatorParams", *, optics: bool = True, **options: object) -> None:
+        super().__init__(self._start, release=self._stop, exclusive=False, **options)
+        self.params, self.optics = params, optics
+        self._device = None
+
+    def _start(self) -> Transport:
+        from firmware_sim.firmware import Firmware
+        from firmware_sim.server import LoopbackFirmware
+
+        self._device = LoopbackFirmware(Firmware(self.params, optics=self.optics))
+        return self._device.start()
+
+    def _stop(self) -> None:
+        device, self._device = self._device, None
+        if device is not None:
+            device.close()
+
+    @property
+    def firmware(self) -> "Firmware":
+        """The firmware answering (while open)."""
+        if self._device is None:
+            raise RuntimeError("the sim:// device is not open")
+        return self._device.firmware
+
+    @property
+    def model(self) -> "OPUModel":
+        """The emulator's physical model (the ground truth), while open."""
+        return self.firmware.model
+
+
+_WIRE_OPTIONS = ("retries", "window", "chunk_frames")
+
+
+def make_wire_backend(url: DeviceURL, seed_override: dict[str, int]) -> WireBackend:
+    """The backend of a ``sim://``, ``socket://`` or ``serial://`` URL.
+
+    Query keys: ``retries``, ``window``, ``chunk_frames`` for every scheme; emulator
+    parameters and ``optics=on|off`` for ``sim://``; ``token`` for ``socket://``;
+    ``baudrate`` for ``serial://``.
+    """
+    query = dict(url.query)
+    options: dict[str, object] = {key: _int_option(query.pop(key), key) for key in _WIRE_OPTIONS if key in query}
+    if url.scheme == "sim":
+        from firmware_sim.params import params_from_query
+
+        optics = query.pop("optics", "on")
+        if optics not in ("on", "off"):
+            raise ValueError(f"optics: expected 'on' or 'off', got {optics!r}")
+        return SimBackend(params_from_query(query, **seed_override), optics=optics == "on", **options)
+    if seed_override:
+        raise ValueError(f"seed: applies to emulated devices (emu://, sim://); {url.scheme}:// devices have their own")
+    if url.scheme == "socket":
+        host, port = split_host_port(url.location)
+        options["token"] = query.pop("token", None)
+        connect: Callable[[], Transport] = lambda: TCPTransport(host, port)
+    else:
+        path = url.location
+        if not path:
+            raise ValueError(f"device: expected serial:///dev/PORT or a device path, got {str(url)!r}")
+        baudrate = _int_option(query.pop("baudrate", "115200"), "baudrate")
+        connect = lambda: SerialTransport(path, baudrate)
+    if query:
+        raise ValueError(
+            f"device: unknown query key(s) {sorted(query)} for {url.scheme}://; expected some of "
+            f"{sorted(_WIRE_OPTIONS + (('token',) if url.scheme == 'socket' else ('baudrate',)))}"
+        )
+    # a token means an ``opu-hal serve`` endpoint, shared by design: no exclusive lock
+    return WireBackend(connect, exclusive=options.get("token") is None, **options)
+
+
+def _int_option(value: str, key: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(f"{key}: expected an integer, got {value!r}") from None

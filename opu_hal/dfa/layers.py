@@ -1,0 +1,265 @@
+"""Marker layers and the output module of Direct Feedback Alignment (Nøkland 2016).
+
+Put a :class:`DFALayer` after each hidden layer that should receive feedback (after its
+activation) and pass the model's output through the :class:`DFA` module built from those
+markers::
+
+    markers = [DFALayer(), DFALayer()]
+    dfa = DFA(markers, mode="digital")
+    h1 = markers[0](torch.tanh(fc1(x)))
+    h2 = markers[1](torch.tanh(fc2(h1)))
+    out = dfa(fc3(h2))            # then loss(out, y).backward() and optimiser.step() as usual
+
+In the backward pass the DFA module takes the batch of output errors ``e = dL/d(out)``,
+projects it once through a fixed random matrix B, slices the projection to each marker's
+shape and hands each slice to its marker as that layer's incoming gradient
+``dL/d(h_k)``; the output layer itself receives e (its true gradient). In DFA modes a
+marker's output is detached, so no gradient travels through the transposed weights of the
+layers above it (that computation is skipped, not discarded). Modes, one switch apart
+(``dfa.mode = ...``), with no change to the model code:
+
+- ``"bp"``: markers and module are identities: plain backpropagation;
+- ``"digital"``: B is a seeded Gaussian matrix (:class:`DigitalFeedback`);
+- ``"optical"``: B is the OPU's linear map (:class:`OpticalFeedback`);
+- ``"output"``: only the output layer learns (hidden layers get no gradient): the baseline.
+
+Shapes: with ``token_dims=0`` each sample's whole error (``out.shape[1:]``) is projected to
+all its markers' features (``h.shape[1:]``, flattened: widths, conv feature maps). With
+``token_dims=k`` the first k dimensions after the batch are rows too (e.g. the tokens of a
+Transformer, ``out`` (N, T, V), markers (N, T, D)): every token's error is projected to its
+own token's features through the same B.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+from typing import Any, Literal
+
+import torch
+from torch import nn
+
+from ..opu import OPU
+from ..validation import check_int
+from .encoding import ErrorEncoder
+from .feedback import DigitalFeedback, Feedback, OpticalFeedback
+
+__all__ = ["DFA", "DFALayer", "MODES", "Mode"]
+
+Mode = Literal["bp", "digital", "optical", "output"]
+MODES: tuple[str, ...] = ("bp", "digital", "optical", "output")
+
+
+class DFALayer(nn.Module):
+    """Marks a hidden layer's output (after its activation) as a receiver of DFA feedback.
+
+    Parameters
+    ----------
+    name:
+        Label in alignment reports (default ``layer<k>``, k its position in the DFA's list).
+    """
+
+    def __init__(self, name: str | None = None) -> None:
+        super().__init__()
+        if name is not None and not isinstance(name, str):
+            raise TypeError(f"name: expected a str or None, got {type(name).__name__}")
+        self.name = name
+        self._owner: list[DFA] = []  # a list keeps the DFA module out of this module's children
+
+    def forward(self, h: torch.Tensor) -> torch.Tensor:
+        """``h`` unchanged in value; in DFA modes detached and recorded for the feedback."""
+        if not self._owner:
+            raise RuntimeError("DFALayer: not attached to a DFA module; pass it in DFA(layers=[...]) first")
+        if not isinstance(h, torch.Tensor):
+            raise TypeError(f"h: expected a torch.Tensor, got {type(h).__name__}")
+        return self._owner[0]._mark(self, h)
+
+    def extra_repr(self) -> str:
+        return "" if self.name is None else f"name={self.name!r}"
+
+
+class _DFAOutput(torch.autograd.Function):
+    """Identity on the output; backward: the error to the output, B e sliced to the markers."""
+
+    @staticmethod
+    def forward(ctx: Any, out: torch.Tensor, dfa: "DFA", feedback: Feedback, *hidden: torch.Tensor) -> torch.Tensor:
+        ctx.dfa, ctx.feedback = dfa, feedback
+        ctx.shapes = [h.shape for h in hidden]
+        return out.view_as(out)
+
+    @staticmethod
+    def backward(ctx: Any, error: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        slices = ctx.dfa._feedback(ctx.feedback, error, ctx.shapes)
+        grads = [s if ctx.needs_input_grad[3 + k] else None for k, s in enumerate(slices)]
+        return (error, None, None, *grads)
+
+
+class DFA(nn.Module):
+    """The output module of DFA: apply it to the model's output, before the loss.
+
+    Parameters
+    ----------
+    layers:
+        The :class:`DFALayer` markers, in order; each must run exactly once per forward pass.
+    mode:
+        ``"bp"``, ``"digital"`` (default), ``"optical"`` or ``"output"`` (see the module doc).
+    opu:
+        An :class:`OPU` for ``"optical"`` mode (or pass ``optical=``).
+    encoding:
+        Error encoding of the optical feedback: an :class:`ErrorEncoder` or ``"stochastic"``
+        (default, stochastic ternarisation), ``"threshold"``, ``"planes"``.
+    seed:
+        Seed of the digital B and of the stochastic rounding.
+    scale:
+        Factor on the projection ``e @ B.T``, the same in both feedback modes; None:
+        ``1 / sqrt(error features per row)``.
+    token_dims:
+        Dimensions after the batch dimension that are rows (tokens), not features.
+    digital, optical:
+        :class:`Feedback` objects to use instead of the ones built from the arguments above.
+    """
+
+    def __init__(
+        self,
+        layers: Sequence[DFALayer],
+        *,
+        mode: Mode = "digital",
+        opu: OPU | None = None,
+        encoding: ErrorEncoder | str = "stochastic",
+        seed: int = 0,
+        scale: float | None = None,
+        token_dims: int = 0,
+        digital: Feedback | None = None,
+        optical: Feedback | None = None,
+    ) -> None:
+        super().__init__()
+        if isinstance(layers, DFALayer) or not isinstance(layers, Sequence) or not layers:
+            raise TypeError(f"layers: expected a non-empty sequence of DFALayer, got {type(layers).__name__}")
+        for k, layer in enumerate(layers):
+            if not isinstance(layer, DFALayer):
+                raise TypeError(f"layers[{k}]: expected a DFALayer, got {type(layer).__name__}")
+            if layer._owner:
+                raise ValueError(f"layers[{k}]: expected a DFALayer of no other DFA module, got one already attached")
+        if len(set(map(id, layers))) != len(layers):
+            raise ValueError("layers: expected distinct DFALayer objects, got one listed twice")
+        for feedback, name in ((digital, "digital"), (optical, "optical")):
+            if feedback is not None and not isinstance(feedback, Feedback):
+                raise TypeError(f"{name}: expected a Feedback or None, got {type(feedback).__name__}")
+        if opu is not None and optical is not None:
+            raise ValueError("opu, optical: expected at most one of them, got both")
+        self.token_dims = check_int(token_dims, "token_dims", low=0)
+        self._layers = tuple(layers)
+        self.names = [layer.name or f"layer{k}" for k, layer in enumerate(layers)]
+        self.digital = digital if digital is not None else DigitalFeedback(seed=seed, scale=scale)
+        if optical is None and opu is not None:
+            optical = OpticalFeedback(opu, encoding=encoding, seed=seed, scale=scale)
+        self.optical = optical
+        self._mode: str = "digital"
+        self.mode = mode
+        self._pending: dict[int, torch.Tensor] = {}
+        self._sizes: list[int] | None = None
+        self.last_hidden: list[torch.Tensor] = []
+        for layer in layers:
+            layer._owner.append(self)
+
+    # ------------------------------------------------------------------ mode
+    @property
+    def layers(self) -> tuple[DFALayer, ...]:
+        """The markers, in order."""
+        return self._layers
+
+    @property
+    def mode(self) -> str:
+        """``"bp"``, ``"digital"``, ``"optical"`` or ``"output"``; assign to switch."""
+        return self._mode
+
+    @mode.setter
+    def mode(self, value: str) -> None:
+        if value not in MODES:
+            raise ValueError(f"mode: expected one of {MODES}, got {value!r}")
+        if value == "optical" and self.optical is None:
+            raise ValueError("mode: 'optical' needs an OPU; got none (pass DFA(..., opu=OPU(...)) or optical=)")
+        self._mode = value
+        self._pending = {}
+
+    @contextlib.contextmanager
+    def using(self, mode: Mode) -> Iterator["DFA"]:
+        """Switch to ``mode`` for the duration of a with-block."""
+        previous = self.mode
+        self.mode = mode
+        try:
+            yield self
+        finally:
+            self.mode = previous
+
+    @property
+    def feedback(self) -> Feedback | None:
+        """The feedback projection of the current mode (None in ``"bp"`` and ``"output"``)."""
+        return {"digital": self.digital, "optical": self.optical}.get(self._mode)
+
+    # ------------------------------------------------------------------ forward
+    def _mark(self, layer: DFALayer, h: torch.Tensor) -> torch.Tensor:
+        if self._mode == "bp":
+            return h
+        if self._mode == "output":
+            return h.detach()
+        if not torch.is_grad_enabled() or not h.requires_grad:
+            return h
+        if id(layer) in self._pending:
+            raise RuntimeError(
+                f"DFALayer {self.names[self._layers.index(layer)]}: ran twice before the DFA module; "
+                "each marked layer must run once per forward pass"
+            )
+        self._pending[id(layer)] = h
+        return h.detach()
+
+    def forward(self, out: torch.Tensor) -> torch.Tensor:
+        """``out`` unchanged in value; in DFA modes its backward pass sends the feedback to the markers."""
+        if not isinstance(out, torch.Tensor):
+            raise TypeError(f"out: expected a torch.Tensor, got {type(out).__name__}")
+        pending, self._pending = self._pending, {}
+        if self.feedback is None or not pending:
+            return out
+        missing = [name for layer, name in zip(self._layers, self.names) if id(layer) not in pending]
+        if missing:
+            raise RuntimeError(f"DFA: expected every marked layer to run before the output, got none from {missing}")
+        hidden = [pending[id(layer)] for layer in self._layers]
+        self._check_shapes(out, hidden)
+        self.last_hidden = hidden
+        return _DFAOutput.apply(out, self, self.feedback, *hidden)
+
+    def _check_shapes(self, out: torch.Tensor, hidden: list[torch.Tensor]) -> None:
+        lead = 1 + self.token_dims
+        if out.ndim <= lead:
+            raise ValueError(
+                f"out: expected more than {lead} dimension(s) (batch, {self.token_dims} token dim(s), features), "
+                f"got shape {tuple(out.shape)}"
+            )
+        sizes = []
+        for name, h in zip(self.names, hidden):
+            if h.shape[:lead] != out.shape[:lead]:
+                raise ValueError(
+                    f"{name}: expected leading (batch, token) dimensions {tuple(out.shape[:lead])} like the output, "
+                    f"got shape {tuple(h.shape)}"
+                )
+            sizes.append(math.prod(h.shape[lead:]))
+        if self._sizes is None:
+            self._sizes = sizes
+        elif sizes != self._sizes:
+            bad = next(k for k in range(len(sizes)) if sizes[k] != self._sizes[k])
+            raise ValueError(
+                f"{self.names[bad]}: expected {self._sizes[bad]} features per row (fixed by the first step, "
+                f"as B is), got {sizes[bad]}"
+            )
+
+    def _feedback(self, feedback: Feedback, error: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
+        """B e of the error batch, sliced and shaped like each marker's tensor."""
+        lead = 1 + self.token_dims
+        rows = error.reshape(math.prod(error.shape[:lead]), -1)
+        sizes = [math.prod(shape[lead:]) for shape in shapes]
+        projected = feedback.project(rows, sum(sizes))
+        return [part.reshape(shape) for part, shape in zip(torch.split(projected, sizes, dim=1), shapes)]
+
+    def extra_repr(self) -> str:
+        return f"mode={self._mode!r}, layers={self.names}, token_dims={self.token_dims}"

@@ -1,0 +1,44 @@
+"""The opu-hal wire protocol (docs/protocol.md): frames, payloads, host client and device server."""
+
+from .client import DeviceResetError, Hello, ProtocolClient, Request
+from .dmd import DMDPacker
+from .frames import (
+    DEFAULT_MAX_PAYLOAD,
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    CorruptFrameError,
+    Frame,
+    FrameDecoder,
+    MsgType,
+    encode_frame,
+    frame_bytes,
+)
+from .messages import ErrorCode, InvalidArgumentError, decode_bulk, decode_json, encode_bulk, encode_json
+from .server import CommandError, Endpoint, Reply, ServerLink
+
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD",
+    "PROTOCOL_MAJOR",
+    "PROTOCOL_MINOR",
+    "CommandError",
+    "CorruptFrameError",
+    "DMDPacker",
+    "DeviceResetError",
+    "Endpoint",
+    "ErrorCode",
+    "Frame",
+    "FrameDecoder",
+    "Hello",
+    "InvalidArgumentError",
+    "MsgType",
+    "ProtocolClient",
+    "Reply",
+    "Request",
+    "ServerLink",
+    "decode_bulk",
+    "decode_json",
+    "encode_bulk",
+    "encode_json",
+    "encode_frame",
+    "frame_bytes",
+]

@@ -1,0 +1,384 @@
+"""The host side of the protocol: handshake, requests with retries, pipelined bulk transfers.
+
+Every request gets a sequence number; its reply carries the same one. A request whose
+reply does not come within ``timeout_s`` seconds of silence (KEEPALIVE frames from the
+device count as life), or comes corrupt, is sent again with the *same* sequence number,
+up to ``retries`` times; the device answers a repeated request from its reply cache
+without executing it twice. A broken link is re-opened and re-greeted; if the device's
+boot id changed, it rebooted and :class:`DeviceResetError` tells the caller to
+re-configure and resume.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Iterable, Iterator
+
+from ..errors import DeviceTimeoutError, IncompatibleFirmwareError, OPUError, ProtocolError
+from ..settings import DeviceInfo
+from ..transport import Transport, TransportError
+from .frames import (
+    DEFAULT_MAX_PAYLOAD,
+    PROTOCOL_MAJOR,
+    PROTOCOL_MINOR,
+    CorruptFrameError,
+    Frame,
+    FrameDecoder,
+    MsgType,
+    encode_frame,
+    write_frame,
+)
+from .messages import ErrorCode, decode_json, encode_json, error_to_exception
+
+logger = logging.getLogger(__name__)
+
+_READ_BYTES = 1 << 20
+Pieces = list[bytes | memoryview]
+
+
+class DeviceResetError(OPUError):
+    """The device rebooted (its boot id changed): its configuration and pending work are gone."""
+
+    def __init__(self, message: str, boot_id: str) -> None:
+        super().__init__(message)
+        self.boot_id = boot_id
+
+
+@dataclass(frozen=True)
+class Hello:
+    """What the device answered to HELLO. ``max_payload`` in bytes."""
+
+    protocol_version: str
+    firmware_version: str
+    boot_id: str
+    info: DeviceInfo
+    max_payload: int
+    max_in_flight: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Request:
+    """A message to send: type, payload pieces, and a sequence number from ``next_seq()`` or None.
+
+    ``sink``: a writable byte buffer for the last ``len(sink)`` bytes of a large reply's
+    payload (its bulk arrays), which then arrive there without a copy; the reply's
+    ``placed`` says whether they did (a small or differently sized reply comes whole).
+    """
+
+    type: int
+    payload: Pieces
+    seq: int | None = None
+    sink: memoryview | None = None
+
+
+@dataclass(eq=False)
+class _Pending:
+    seq: int
+    request: Request
+    attempts: int = 0
+    reply: Frame | None = None
+    deadline: float | None = None
+    deferred: bool = False
+    last_failure: str = "no reply"
+    corrupt: bool = False
+
+
+class ProtocolClient:
+    """Talks to one device over a transport (the client *has* the transport).
+
+    Parameters
+    ----------
+    transport:
+        The link; opened by :meth:`connect`.
+    timeout_s:
+        Seconds of silence before a request is sent again; also the connect timeout.
+    retries:
+        Times a request is sent again (or the link re-opened) before giving up.
+    max_payload:
+        Largest reply payload accepted (bytes).
+    token:
+        Shared secret sent in HELLO (needed by ``opu-hal serve``).
+    """
+
+    def __init__(
+        self,
+        transport: Transport,
+        *,
+        timeout_s: float = 10.0,
+        retries: int = 3,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        token: str | None = None,
+    ) -> None:
+        if not timeout_s > 0:
+            raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s}")
+        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
+            raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
+        self.transport = transport
+        self.timeout_s = float(timeout_s)
+        self.retries = retries
+        self.token = token
+        self.session = uuid.uuid4().hex
+        self.hello: Hello | None = None
+        self._decoder = FrameDecoder(max_payload, sink=self._sink)
+        self._seq = random.randrange(1, 2**31)
+        self._pending: dict[int, _Pending] = {}
+        self._in_handshake = False
+
+    # ------------------------------------------------------------------ connection
+    def connect(self) -> Hello:
+        """Open the link and greet the device."""
+        self.transport.open(self.timeout_s)
+        self._decoder.reset()
+        return self.handshake()
+
+    def handshake(self) -> Hello:
+        """Send HELLO; returns (and keeps) the device's answer. Raises IncompatibleFirmwareError."""
+        body = {
+            "protocol": [PROTOCOL_MAJOR, PROTOCOL_MINOR],
+            "session": self.session,
+            "keepalive_s": self.timeout_s / 4,
+        }
+        if self.token is not None:
+            body["token"] = self.token
+        self._in_handshake = True
+        try:
+            reply = self.request(Request(MsgType.HELLO, [encode_json(body)]))
+        finally:
+            self._in_handshake = False
+        hello = self._parse_hello(reply)
+        self.hello = hello
+        return hello
+
+    @staticmethod
+    def _parse_hello(reply: Frame) -> Hello:
+        if reply.type != MsgType.HELLO_REPLY:
+            raise ProtocolError(f"HELLO: expected a HELLO_REPLY, got message type {reply.type:#x}")
+        body = decode_json(reply.payload)
+        version = str(body.get("protocol_version", ""))
+        if version.split(".")[0] != str(PROTOCOL_MAJOR):
+            raise IncompatibleFirmwareError(
+                f"the device speaks protocol {version or 'unknown'}, this driver protocol {PROTOCOL_MAJOR}.x "
+                f"(firmware {body.get('firmware_version', 'unknown')})"
+            )
+        try:
+            return Hello(
+                protocol_version=version,
+                firmware_version=str(body["firmware_version"]),
+                boot_id=str(body["boot_id"]),
+                info=DeviceInfo.model_validate(body["info"]),
+                max_payload=int(body["max_payload"]),
+                max_in_flight=int(body["max_in_flight"]),
+                extra={k: v for k, v in body.items() if k not in Hello.__dataclass_fields__},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ProtocolError(f"HELLO: malformed reply {body!r}: {exc}") from None
+
+    def close(self) -> None:
+        """Say goodbye (best effort) and close the link."""
+        if self.transport.is_open and self.hello is not None:
+            retries, self.retries = self.retries, 0
+            try:
+                self.request(Request(MsgType.BYE, [b"{}"]))
+            except OPUError as exc:
+                logger.debug("BYE not answered: %s", exc)
+            finally:
+                self.retries = retries
+        self.transport.close()
+        self.hello = None
+
+    # ------------------------------------------------------------------ requests
+    def request(self, request: Request) -> Frame:
+        """Send one request and return its reply (an ERROR reply raises its exception)."""
+        for reply in self.pipeline([request], window=1):
+            return reply
+        raise AssertionError("unreachable: a pipeline of one request yields one reply")
+
+    def pipeline(self, requests: Iterable[Request], window: int) -> Iterator[Frame]:
+        """Send requests with up to ``window`` in flight; yield their replies in order.
+
+        An ERROR reply raises the matching :mod:`opu_hal.errors` exception when its turn
+        comes; replies after it are dropped.
+        """
+        if window < 1:
+            raise ValueError(f"window: expected at least 1, got {window}")
+        source = iter(requests)
+        queue: list[_Pending] = []
+        exhausted = False
+        try:
+            while True:
+                while not exhausted and len(queue) < window:
+                    request = next(source, None)
+                    if request is None:
+                        exhausted = True
+                        break
+                    pending = _Pending(request.seq or self.next_seq(), request)
+                    self._pending[pending.seq] = pending
+                    queue.append(pending)
+                    self._send(pending)
+                if not queue:
+                    return
+                head = queue[0]
+                while head.reply is None:
+                    self._pump(queue)
+                queue.pop(0)
+                del self._pending[head.seq]
+                if head.reply.type == MsgType.ERROR:
+                    raise error_to_exception(head.reply.payload)
+                yield head.reply
+        finally:
+            for pending in queue:
+                self._pending.pop(pending.seq, None)
+
+    def next_seq(self) -> int:
+        """A fresh sequence number (for requests that name the one before them)."""
+        self._seq = self._seq % 0xFFFFFFFF + 1
+        return self._seq
+
+    def _send(self, pending: _Pending) -> None:
+        request = pending.request
+        try:
+            if sum(len(p) for p in request.payload) <= 1 << 16:
+                self.transport.write(b"".join(encode_frame(request.type, pending.seq, request.payload)))
+            else:
+                write_frame(self.transport.write, request.type, pending.seq, request.payload)
+        except TransportError as exc:
+            logger.info("send of seq %d failed: %s", pending.seq, exc)  # the next read re-opens the link
+
+    def _sink(self, msg_type: int, seq: int, length: int) -> memoryview | None:
+        """Where a large reply's tail goes: its request's sink, if the reply answers it and is larger."""
+        pending = self._pending.get(seq)
+        if pending is None or pending.reply is not None or msg_type != pending.request.type | 0x80:
+            return None
+        sink = pending.request.sink
+        return sink if sink is not None and len(sink) < length else None
+
+    def _retry(self, pending: _Pending, reason: str, corrupt: bool) -> None:
+        pending.attempts += 1
+        pending.last_failure, pending.corrupt = reason, corrupt
+        if pending.attempts > self.retries:
+            name = _type_name(pending.request.type)
+            text = (
+                f"{name} request (seq {pending.seq}): no valid reply after {self.retries} retries "
+                f"({self.timeout_s} s timeout each); last failure: {reason}"
+            )
+            raise ProtocolError(text) if corrupt else DeviceTimeoutError(text)
+        logger.info("resending seq %d (attempt %d): %s", pending.seq, pending.attempts + 1, reason)
+        pending.deadline = time.monotonic() + self.timeout_s
+        pending.deferred = False
+        self._send(pending)
+
+    def _pump(self, queue: list[_Pending]) -> None:
+        """Read what arrives until the first unanswered request's deadline; handle it."""
+        first = next((p for p in queue if p.reply is None and not p.deferred), None)
+        now = time.monotonic()
+        if first is not None and first.deadline is None:
+            first.deadline = now + self.timeout_s
+        wait = self.timeout_s if first is None else max(0.0, first.deadline - now)
+        try:
+            view = self._decoder.direct_view()
+            if view is not None:
+                try:
+                    received = self.transport.read_into(view, wait)
+                finally:
+                    view.release()  # the decoder may resize its buffer once the frame is complete
+                self._decoder.filled(received)
+            else:
+                data = self.transport.read(max(self._decoder.need(), _READ_BYTES), wait)
+                received = len(data)
+                self._decoder.feed(data)
+        except TransportError as exc:
+            self._reconnect(queue, str(exc))
+            return
+        if received:
+            self._drain()
+        for index, pending in enumerate(queue):  # requests refused out of order go again in turn
+            if pending.deferred and all(p.reply is not None for p in queue[:index]):
+                self._retry(pending, "executed out of order", corrupt=False)
+        if first is not None and first.reply is None and time.monotonic() >= first.deadline:
+            self._retry(first, f"no reply within {self.timeout_s} s", corrupt=False)
+
+    def _drain(self) -> None:
+        while True:
+            try:
+                frame = self._decoder.next_frame()
+            except CorruptFrameError as exc:
+                pending = self._pending.get(exc.seq)
+                if pending is not None and pending.reply is None:
+                    self._retry(pending, "corrupt reply", corrupt=True)
+                continue
+            except ProtocolError as exc:
+                logger.debug("discarded bytes: %s", exc)
+                continue
+            if frame is None:
+                return
+            self._dispatch(frame)
+
+    def _dispatch(self, frame: Frame) -> None:
+        if frame.type == MsgType.BOOT:
+            boot_id = str(decode_json(frame.payload).get("boot_id", ""))
+            if self.hello is not None and not self._in_handshake and boot_id != self.hello.boot_id:
+                raise DeviceResetError(f"the device rebooted (boot id {boot_id})", boot_id)
+            return
+        pending = self._pending.get(frame.seq)
+        if pending is None or pending.reply is not None:
+            logger.debug("ignored frame type %#x seq %d (late or duplicate)", frame.type, frame.seq)
+            return
+        if frame.type == MsgType.KEEPALIVE:
+            pending.deadline = time.monotonic() + self.timeout_s
+            return
+        if frame.type == MsgType.ERROR:
+            code = decode_json(frame.payload).get("code")
+            if code == ErrorCode.CORRUPT_REQUEST:
+                self._retry(pending, "the device received the request corrupt", corrupt=True)
+                return
+            if code == ErrorCode.OUT_OF_ORDER:
+                pending.deferred, pending.deadline = True, None
+                return
+        elif frame.type != pending.request.type | 0x80:
+            raise ProtocolError(
+                f"reply of type {frame.type:#x} to a {_type_name(pending.request.type)} request (seq {frame.seq})"
+            )
+        pending.reply = frame
+
+    def _reconnect(self, queue: list[_Pending], reason: str) -> None:
+        """Re-open a broken link, greet the device, and resend unanswered requests (same seqs)."""
+        waiting = [p for p in queue if p.reply is None]
+        for pending in waiting:
+            pending.attempts += 1
+            if pending.attempts > self.retries:
+                raise DeviceTimeoutError(
+                    f"{_type_name(pending.request.type)} request (seq {pending.seq}): the link failed "
+                    f"{self.retries + 1} times; last: {reason}"
+                )
+        logger.info("link lost (%s); reconnecting", reason)
+        self.transport.close()
+        deadline = time.monotonic() + self.timeout_s
+        while True:
+            try:
+                self.transport.open(self.timeout_s)
+                break
+            except TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+                time.sleep(0.05)
+        self._decoder.reset()
+        old = self.hello.boot_id if self.hello else None
+        hello = self.handshake()
+        if old is not None and hello.boot_id != old:
+            raise DeviceResetError(f"the device rebooted while the link was down (boot id {hello.boot_id})", hello.boot_id)
+        for pending in waiting:
+            pending.deadline, pending.deferred = None, False
+            self._send(pending)
+
+
+def _type_name(msg_type: int) -> str:
+    try:
+        return MsgType(msg_type).name
+    except ValueError:
+        return f"type {msg_type:#x}"
+

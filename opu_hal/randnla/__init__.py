@@ -1,0 +1,46 @@
+"""Randomized numerical linear algebra with an OPU (or a digital sketch) as the sketching engine.
+
+Functions take a matrix (numpy array, scipy sparse matrix, ``scipy.sparse.linalg.LinearOperator``
+or dask array) and a :class:`SketchOperator`: :class:`OPUSketch` (the OPU's
+``linear_transform``) or a digital reference (:class:`GaussianSketch`,
+:class:`SparseSignSketch`, :class:`SRHTSketch`). Only the first sketch of a matrix is
+optical; accuracy-critical steps are digital. Every result reports the device frames and
+emulated device time (s) it spent in ``usage``.
+"""
+
+from .distributed import WorkerOPUSketch
+from .linops import Matrix, as_matrix
+from .lowrank import NystromResult, RangeResult, SingleViewSketch, SVDResult, nystrom, range_finder, rsvd, single_view
+from .lstsq import LstsqResult, lstsq
+from .sketch import GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
+from .trace import TraceResult, hutchinson, hutchpp, na_hutchpp, trace, triangle_count, xtrace
+
+__all__ = [
+    "GaussianSketch",
+    "LstsqResult",
+    "Matrix",
+    "NystromResult",
+    "OPUSketch",
+    "RangeResult",
+    "SRHTSketch",
+    "SVDResult",
+    "SingleViewSketch",
+    "SketchOperator",
+    "SparseSignSketch",
+    "TraceResult",
+    "Usage",
+    "WorkerOPUSketch",
+    "as_matrix",
+    "hutchinson",
+    "hutchpp",
+    "lstsq",
+    "make_sketch",
+    "na_hutchpp",
+    "nystrom",
+    "range_finder",
+    "rsvd",
+    "single_view",
+    "trace",
+    "triangle_count",
+    "xtrace",
+]

@@ -1,0 +1,296 @@
+"""``opu-hal bench randnla``: RandNLA on the emulated OPU side by side with digital references.
+
+Sections (each printing ratios measured in the same run):
+
+- ``rsvd``: test matrices with known spectra (polynomial 1/j and 1/j^2, exponential, low
+  rank plus noise); Frobenius error relative to the optimal rank-k error for the exact
+  SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch and the OPU sketch at
+  equal sketch size, with wall time and device frames.
+- ``trace``: Hutch++ (and the other estimators) with digital and OPU sketches over
+  repeated trials: median relative error and signed bias.
+- ``lstsq``: sketch-and-precondition against ``numpy.linalg.lstsq`` on an ill-conditioned problem.
+- ``dask``: rsvd of a matrix larger than one worker's memory limit on a ``LocalCluster``
+  against the in-memory run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+from typing import Any, Callable
+
+import numpy as np
+
+from .lowrank import rsvd, single_view
+from .lstsq import lstsq
+from .sketch import GaussianSketch, OPUSketch, SparseSignSketch
+from .trace import hutchinson, hutchpp, na_hutchpp, xtrace
+
+SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
+    "poly 1/j": lambda j: 1.0 / j,
+    "poly 1/j^2": lambda j: 1.0 / j**2,
+    "exp 0.9^j": lambda j: 0.9**j,
+}
+
+
+def _haar(rng: np.random.Generator, rows: int, cols: int) -> np.ndarray:
+    q, r = np.linalg.qr(rng.standard_normal((rows, cols)))
+    return q * np.sign(np.diag(r))
+
+
+def test_matrices(m: int, n: int, rank: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """``U diag(sigma) V^T`` with Haar U, V for each spectrum, and rank-``rank`` plus 10 % Gaussian noise."""
+    rng = np.random.default_rng(seed)
+    U, V = _haar(rng, m, n), _haar(rng, n, n)
+    j = np.arange(1, n + 1, dtype=np.float64)
+    out = {name: (U * f(j)) @ V.T for name, f in SPECTRA.items()}
+    low = rng.standard_normal((m, rank)) @ rng.standard_normal((rank, n))
+    noise = rng.standard_normal((m, n))
+    out["low rank + noise"] = low / np.linalg.norm(low) + 0.1 * noise / np.linalg.norm(noise)
+    return out
+
+
+def psd_matrices(n: int, seed: int = 0) -> dict[str, np.ndarray]:
+    """Symmetric PSD ``V diag(lambda) V^T`` for each spectrum, and a low-rank-plus-noise PSD matrix."""
+    rng = np.random.default_rng(seed)
+    V = _haar(rng, n, n)
+    j = np.arange(1, n + 1, dtype=np.float64)
+    out = {name: (V * f(j)) @ V.T for name, f in SPECTRA.items()}
+    lam = np.where(j <= 20, 1.0, 0.01)
+    out["low rank + noise"] = (V * lam) @ V.T
+    return out
+
+
+def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    value = fn()
+    return value, time.perf_counter() - start
+
+
+def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int) -> list[dict[str, Any]]:
+    """Errors relative to optimal at rank ``rank`` with ``rank + oversampling`` sketch columns, one power iteration."""
+    from sklearn.utils.extmath import randomized_svd
+
+    size = rank + oversampling
+    print(f"\n== rsvd: {m} x {n}, rank {rank}, sketch {size} (oversampling {oversampling}), 1 power iteration ==")
+    print(f"{'matrix':<18}{'method':<28}{'err/opt':>9}{'vs sklearn':>11}{'wall s':>8}{'frames':>8}{'device s':>9}")
+    rows = []
+    for name, A in test_matrices(m, n, rank, seed).items():
+        (U, s, Vt), t_svd = _timed(lambda: np.linalg.svd(A, full_matrices=False))
+        optimal = float(np.sqrt(np.sum(s[rank:] ** 2)))
+
+        def err(u: np.ndarray, sv: np.ndarray, vt: np.ndarray) -> float:
+            return float(np.linalg.norm(A - (u * sv) @ vt) / optimal)
+
+        sk1, t_sk1 = _timed(lambda: randomized_svd(A, rank, n_oversamples=oversampling, n_iter=1, random_state=seed))
+        skd, t_skd = _timed(lambda: randomized_svd(A, rank, n_oversamples=oversampling, random_state=seed))
+        gauss, t_g = _timed(lambda: rsvd(A, rank, GaussianSketch(n, size, seed), power_iters=1))
+        gauss0 = rsvd(A, rank, GaussianSketch(n, size, seed), power_iters=0)
+        sketch = OPUSketch(opu, n, size)
+        optical, t_o = _timed(lambda: rsvd(A, rank, sketch, power_iters=1))
+        naive = rsvd(A, rank, sketch, power_iters=0)  # the same optical sketch (cached): no new frames
+        ref = err(*sk1)
+        results = [
+            ("exact SVD", err(U[:, :rank], s[:rank], Vt[:rank]), t_svd, 0, 0.0),
+            ("sklearn n_iter=1", ref, t_sk1, 0, 0.0),
+            ("sklearn n_iter=auto", err(*skd), t_skd, 0, 0.0),
+            ("digital Gaussian, q=1", err(*gauss), t_g, 0, 0.0),
+            ("OPU, q=1", err(*optical), t_o, optical.usage.frames, optical.usage.device_time_s),
+            ("digital Gaussian, q=0", err(*gauss0), float("nan"), 0, 0.0),
+            ("OPU, q=0 (naive)", err(*naive), float("nan"), 0, 0.0),
+        ]
+        if name == "low rank + noise":  # one pass over A: no digital second look at all
+            one = single_view(A, rank, GaussianSketch(n, size, seed), GaussianSketch(m, 2 * size + 1, seed + 1))
+            opt1 = single_view(A, rank, OPUSketch(opu, n, size), OPUSketch(opu, m, 2 * size + 1))
+            results += [("digital single-view", err(*one), float("nan"), 0, 0.0),
+                        ("OPU single-view", err(*opt1), float("nan"), opt1.usage.frames, opt1.usage.device_time_s)]
+        for method, e, wall, frames, dev in results:
+            print(f"{name:<18}{method:<28}{e:>9.4f}{e / ref:>11.4f}{wall:>8.2f}{frames:>8d}{dev:>9.2f}")
+            rows.append({"matrix": name, "method": method, "err_over_opt": e, "vs_sklearn": e / ref})
+    return rows
+
+
+def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials: int, seed: int) -> list[dict[str, Any]]:
+    """Median relative error and signed bias over ``trials`` of each estimator, digital and OPU."""
+    k3, k4 = matvecs // 3, matvecs // 4
+    per_trial = 2 * k3 + 4 * k4  # OPU blocks: Hutch++ (S, G) and NA-Hutch++ (R, S, S, G)
+    print(f"\n== trace: {n} x {n} PSD, {matvecs} matvecs, {trials} trials ==")
+    print(f"{'matrix':<18}{'method':<22}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs digital':>11}{'frames':>9}")
+    rows = []
+    with opu_factory(trials * per_trial) as opu:
+        for name, A in psd_matrices(n, seed).items():
+            truth = float(np.trace(A))
+            digital: dict[str, list[float]] = {}
+            for method, fn in (("Hutchinson", hutchinson), ("Hutch++", hutchpp), ("NA-Hutch++", na_hutchpp),
+                               ("XTrace", xtrace)):
+                size = {"Hutchinson": matvecs, "Hutch++": k3, "NA-Hutch++": k4, "XTrace": matvecs // 2}[method]
+                digital[method] = [fn(A, GaussianSketch(n, size, seed + 1000 * t), matvecs=matvecs).estimate
+                                   for t in range(trials)]
+            optical: dict[str, list[float]] = {"Hutch++": [], "NA-Hutch++": []}
+            frames = 0
+            for t in range(trials):
+                base = t * per_trial
+                r1 = hutchpp(A, OPUSketch(opu, n, k3, offset=base), matvecs=matvecs)
+                r2 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
+                optical["Hutch++"].append(r1.estimate)
+                optical["NA-Hutch++"].append(r2.estimate)
+                frames += r1.usage.frames + r2.usage.frames
+            table = [(f"digital {m}", v, None) for m, v in digital.items()]
+            table += [(f"OPU {m}", v, digital[m]) for m, v in optical.items()]
+            for method, values, ref in table:
+                rel = (np.asarray(values) - truth) / truth
+                med = float(np.median(np.abs(rel)))
+                ratio = med / float(np.median(np.abs((np.asarray(ref) - truth) / truth))) if ref is not None else 1.0
+                se = float(np.std(rel) / np.sqrt(trials))
+                shown = frames if method.startswith("OPU Hutch++") else 0
+                print(f"{name:<18}{method:<22}{med:>13.2e}{np.mean(rel):>+10.2e}{se:>9.1e}{ratio:>11.2f}{shown:>9d}")
+                rows.append({"matrix": name, "method": method, "median": med, "bias": float(np.mean(rel)), "ratio": ratio})
+    return rows
+
+
+def ill_conditioned(m: int, n: int, cond: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A with singular values log-spaced from 1 to 1/cond (Haar factors) and a random b."""
+    rng = np.random.default_rng(seed)
+    A = (_haar(rng, m, n) * np.logspace(0, -np.log10(cond), n)) @ _haar(rng, n, n).T
+    return A, rng.standard_normal(m)
+
+
+def bench_lstsq(m: int, n: int, cond: float, seed: int, opu_factory: Callable[[int], Any] | None,
+                opu_m: int, opu_n: int) -> list[dict[str, Any]]:
+    """Residuals of sketch-and-precondition against numpy.linalg.lstsq, with both wall times."""
+    print(f"\n== lstsq: cond {cond:.0e} ==")
+    print(f"{'problem':<16}{'sketch':<22}{'|dr|/|r|':>10}{'||r|-|r*||/|r*|':>17}{'iters':>7}{'rounds':>7}"
+          f"{'wall s':>8}{'numpy s':>9}{'frames':>8}")
+    rows = []
+    cases: list[tuple[int, int, str]] = [(m, n, "sparse sign 4n")]
+    if opu_factory is not None:
+        cases.append((opu_m, opu_n, "OPU 4n"))
+    for rows_, cols, label in cases:
+        A, b = ill_conditioned(rows_, cols, cond, seed)
+        x_np, t_np = _timed(lambda: np.linalg.lstsq(A, b, rcond=None)[0])
+        r_np = b - A @ x_np
+        if label.startswith("OPU"):
+            with opu_factory(4 * cols) as opu:
+                res, t = _timed(lambda: lstsq(A, b, OPUSketch(opu, rows_, 4 * cols)))
+        else:
+            res, t = _timed(lambda: lstsq(A, b, SparseSignSketch(rows_, 4 * cols, seed)))
+        r = b - A @ res.x
+        diff = float(np.linalg.norm(r - r_np) / np.linalg.norm(r_np))
+        norm_diff = float(abs(np.linalg.norm(r) - np.linalg.norm(r_np)) / np.linalg.norm(r_np))
+        print(f"{f'{rows_} x {cols}':<16}{label:<22}{diff:>10.1e}{norm_diff:>17.1e}{res.iterations:>7d}{res.rounds:>7d}"
+              f"{t:>8.2f}{t_np:>9.2f}{res.usage.frames:>8d}")
+        rows.append({"problem": (rows_, cols), "sketch": label, "residual_diff": diff, "wall_s": t, "numpy_s": t_np})
+    return rows
+
+
+def _dask_rows(index: int, rows: int, factor: np.ndarray, seed: int) -> np.ndarray:
+    """Row block ``index`` of the Dask test matrix: Gaussian rows times a fixed low-rank factor, plus noise."""
+    rng = np.random.default_rng([seed, index])
+    block = rng.standard_normal((rows, factor.shape[0])) @ factor
+    block += 0.05 * rng.standard_normal((rows, factor.shape[1]))
+    return block
+
+
+def dask_matrix(m: int, n: int, chunk_rows: int, rank: int, seed: int) -> tuple[Any, Callable[[], np.ndarray]]:
+    """A lazily generated (m, n) dask array chunked by rows, and a function making the same matrix in memory."""
+    import dask
+    import dask.array as da
+
+    factor = np.random.default_rng(seed).standard_normal((rank, n)) * (0.8 ** np.arange(rank))[:, None]
+    counts = [min(chunk_rows, m - s) for s in range(0, m, chunk_rows)]
+    blocks = [da.from_delayed(dask.delayed(_dask_rows)(i, c, factor, seed), shape=(c, n), dtype=np.float64)
+              for i, c in enumerate(counts)]
+    return da.concatenate(blocks), lambda: np.concatenate([_dask_rows(i, c, factor, seed) for i, c in enumerate(counts)])
+
+
+def _peak_rss_bytes() -> int:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def bench_dask(m: int, n: int, chunk_rows: int, rank: int, workers: int, memory_limit: str, seed: int) -> dict[str, Any]:
+    """rsvd of a row-chunked dask array on a LocalCluster against the in-memory run."""
+    from dask.distributed import Client, LocalCluster
+
+    print(f"\n== dask: rsvd of {m} x {n} ({m * n * 8 / 2**30:.2f} GiB) in chunks of {chunk_rows} rows, "
+          f"{workers} workers of {memory_limit} ==")
+    A_lazy, in_memory = dask_matrix(m, n, chunk_rows, rank, seed)
+    sketch = GaussianSketch(n, rank + 10, seed)
+    with LocalCluster(n_workers=workers, threads_per_worker=1, memory_limit=memory_limit, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        before = set(client.scheduler_info()["workers"])
+        limits = {w: info["memory_limit"] for w, info in client.scheduler_info()["workers"].items()}
+        dist, t_dist = _timed(lambda: rsvd(A_lazy, rank, sketch, power_iters=1))
+        peaks = client.run(_peak_rss_bytes)
+        after = set(client.scheduler_info()["workers"])
+    A = in_memory()
+    local, t_local = _timed(lambda: rsvd(A, rank, sketch, power_iters=1))
+    s_diff = float(np.max(np.abs(dist.s - local.s) / local.s))
+    proj = float(np.linalg.norm(dist.Vt.T @ dist.Vt - local.Vt.T @ local.Vt, 2))
+    recon = float(np.linalg.norm((dist.U * dist.s) @ dist.Vt - (local.U * local.s) @ local.Vt) /
+                  np.linalg.norm((local.U * local.s) @ local.Vt))
+    print(f"in memory: {t_local:.1f} s (matrix {A.nbytes / 2**30:.2f} GiB in this process); "
+          f"dask: {t_dist:.1f} s")
+    print(f"max relative difference of singular values {s_diff:.1e}; |V V^T - V' V'^T|_2 = {proj:.1e}; "
+          f"relative difference of the rank-{rank} approximations {recon:.1e}")
+    for address, peak in sorted(peaks.items()):
+        limit = limits.get(address, 0)
+        print(f"worker {address}: peak RSS {peak / 2**20:.0f} MiB of a {limit / 2**20:.0f} MiB limit "
+              f"({peak / limit:.0%})" if limit else f"worker {address}: peak RSS {peak / 2**20:.0f} MiB")
+    print("workers restarted: " + ("none" if before == after else f"{sorted(before ^ after)}"))
+    return {"s_diff": s_diff, "recon": recon, "peaks": peaks, "limits": limits, "restarted": before != after}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Options of the RandNLA benchmark."""
+    parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="emu://", help="device URL of the OPU (default emu://, physical, 8-bit)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the device and the test matrices")
+    parser.add_argument("--sections", default="rsvd,trace,lstsq,dask", help="comma-separated sections to run")
+    parser.add_argument("--m", type=int, default=2000, help="rows of the rsvd test matrices")
+    parser.add_argument("--n", type=int, default=1000, help="columns of the rsvd test matrices (and trace size)")
+    parser.add_argument("--rank", type=int, default=20, help="rank of rsvd")
+    parser.add_argument("--oversampling", type=int, default=10, help="extra sketch columns of rsvd")
+    parser.add_argument("--matvecs", type=int, default=96, help="matrix-vector products of the trace estimators")
+    parser.add_argument("--trials", type=int, default=32, help="repetitions of each trace estimator")
+    parser.add_argument("--lstsq-shape", default="20000x200", help="ill-conditioned least-squares problem (digital)")
+    parser.add_argument("--lstsq-opu-shape", default="4000x100", help="least-squares problem with the OPU sketch")
+    parser.add_argument("--cond", type=float, default=1e8, help="condition number of the least-squares problem")
+    parser.add_argument("--dask-shape", default="200000x2000", help="matrix of the Dask run")
+    parser.add_argument("--dask-chunk-rows", type=int, default=10000, help="rows per Dask chunk")
+    parser.add_argument("--dask-memory-limit", default="1GiB", help="memory limit of each of the 2 workers")
+    return parser
+
+
+def _shape(text: str) -> tuple[int, int]:
+    a, b = text.lower().split("x")
+    return int(a), int(b)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected sections and print their tables."""
+    from ..opu import OPU
+
+    args = build_parser().parse_args(argv)
+    sections = {s.strip() for s in args.sections.split(",") if s.strip()}
+    unknown = sections - {"rsvd", "trace", "lstsq", "dask"}
+    if unknown:
+        raise SystemExit(f"--sections: expected some of rsvd, trace, lstsq, dask, got {sorted(unknown)}")
+
+    def opu_factory(n_components: int) -> Any:
+        return OPU(args.device, n_components=n_components, seed=args.seed, progress=False)
+
+    if "rsvd" in sections:
+        size = args.rank + args.oversampling
+        with opu_factory(2 * size + 1) as opu:
+            bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed)
+    if "trace" in sections:
+        bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed)
+    if "lstsq" in sections:
+        m, n = _shape(args.lstsq_shape)
+        om, on = _shape(args.lstsq_opu_shape)
+        bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on)
+    if "dask" in sections:
+        m, n = _shape(args.dask_shape)
+        bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
+    return 0

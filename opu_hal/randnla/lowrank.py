@@ -1,0 +1,338 @@
+"""Randomized low-rank approximation: range finder, RSVD, Nyström and single-view sketching.
+
+Only the first sketch ``A @ S`` goes through the sketch operator (optically for an OPU);
+power iterations, projections and factorizations are digital (Halko, Martinsson, Tropp
+2011). The camera noise of an optical sketch acts as extra randomness in the test
+matrix: it spends a few columns of the sketch, which oversampling covers, and a digital
+power iteration (``A (A^T Q)``) removes what lies outside the range of A. A second
+optical pass (``S^T (A S)``) would focus light on single pixels and saturate them, so it
+is never made.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import numpy as np
+import scipy.linalg as sla
+
+from ..validation import check_int
+from .linops import Matrix, as_matrix, check_square
+from .sketch import GaussianSketch, SketchOperator, Usage
+
+logger = logging.getLogger(__name__)
+
+
+def _orth(Y: np.ndarray) -> np.ndarray:
+    """Orthonormal basis of the columns of Y (economic QR)."""
+    return sla.qr(Y, mode="economic", check_finite=False)[0]
+
+
+def _check_sketch(sketch: Any, n_features: int, name: str = "sketch") -> SketchOperator:
+    if not isinstance(sketch, SketchOperator):
+        raise TypeError(f"{name}: expected a SketchOperator (OPUSketch, GaussianSketch, ...), got {type(sketch).__name__}")
+    if sketch.n_features != n_features:
+        raise ValueError(f"{name}: expected a sketch of {n_features} features, got {sketch.n_features}")
+    return sketch
+
+
+@dataclass
+class RangeResult:
+    """An orthonormal basis ``Q`` (m, k) of an approximate range of A.
+
+    ``error_estimate``: posterior estimate of ``||A - Q Q^T A||_F / ||A||_F`` from
+    ``posterior`` digital Gaussian test vectors (unbiased for the squared errors).
+    ``usage``: device frames and time (s); ``matvecs``: digital products with A or A^T (columns).
+    """
+
+    Q: np.ndarray
+    error_estimate: float
+    usage: Usage = field(default_factory=Usage)
+    matvecs: int = 0
+
+
+@dataclass
+class SVDResult:
+    """A truncated SVD ``U diag(s) Vt``; unpacks as ``U, s, Vt = result``."""
+
+    U: np.ndarray
+    s: np.ndarray
+    Vt: np.ndarray
+    usage: Usage = field(default_factory=Usage)
+    matvecs: int = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.U, self.s, self.Vt))
+
+
+@dataclass
+class NystromResult:
+    """A PSD approximation ``U diag(eigenvalues) U^T``; unpacks as ``U, eigenvalues = result``."""
+
+    U: np.ndarray
+    eigenvalues: np.ndarray
+    usage: Usage = field(default_factory=Usage)
+    matvecs: int = 0
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        return iter((self.U, self.eigenvalues))
+
+
+class _Posterior:
+    """Posterior error estimate with ``r`` digital Gaussian vectors (HMT 2011, section 4.3, in Frobenius norm)."""
+
+    def __init__(self, A: Matrix, r: int, seed: int) -> None:
+        omega = np.random.default_rng([seed, 0x706F7374]).standard_normal((A.shape[1], r))
+        self.E = A.matmat(omega)
+        self.norm = float(np.linalg.norm(self.E))
+
+    def relative_error(self, Q: np.ndarray) -> float:
+        residual = self.E - Q @ (Q.T @ self.E)
+        return float(np.linalg.norm(residual) / self.norm) if self.norm > 0 else 0.0
+
+
+def _power(A: Matrix, Q: np.ndarray, iters: int, basis: np.ndarray | None = None) -> np.ndarray:
+    """``iters`` digital subspace iterations ``Q <- orth(A orth(A^T Q))``, kept orthogonal to ``basis``."""
+    for _ in range(iters):
+        Z = _orth(A.rmatmat(Q))
+        Q = A.matmat(Z)
+        if basis is not None:
+            Q -= basis @ (basis.T @ Q)
+        Q = _orth(Q)
+    return Q
+
+
+def range_finder(
+    A: Any,
+    sketch: SketchOperator | None = None,
+    *,
+    rank: int | None = None,
+    tol: float | None = None,
+    oversampling: int = 10,
+    power_iters: int = 0,
+    max_rank: int | None = None,
+    posterior: int = 10,
+    seed: int = 0,
+) -> RangeResult:
+    """An orthonormal basis Q with ``A ~ Q Q^T A``, of fixed or adaptive rank.
+
+    Parameters
+    ----------
+    A:
+        (m, n) numpy array, scipy sparse matrix, LinearOperator or dask array.
+    sketch:
+        Sketch operator of ``n`` features; its size is the block size. Default: a digital
+        Gaussian sketch of ``rank + oversampling`` columns (fixed rank) or 10 (adaptive).
+    rank, oversampling:
+        Fixed rank: the basis has ``sketch.size`` (default ``rank + oversampling``) columns.
+    tol:
+        Adaptive rank: add blocks from fresh sketches until the posterior estimate of
+        ``||A - Q Q^T A||_F / ||A||_F`` is at most ``tol`` (or ``max_rank`` columns).
+    power_iters:
+        Digital power iterations per block.
+    posterior:
+        Digital Gaussian test vectors of the posterior error estimate.
+    seed:
+        Seed of the default sketch and of the posterior test vectors.
+    """
+    A = as_matrix(A)
+    m, n = A.shape
+    check_int(power_iters, "power_iters", low=0)
+    check_int(posterior, "posterior", low=1)
+    if (rank is None) == (tol is None) and sketch is None:
+        raise ValueError("rank, tol: expected exactly one of a fixed rank or a tolerance, got " + (
+            "both" if rank is not None else "neither"))
+    if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
+        raise ValueError(f"tol: expected a relative Frobenius error in (0, 1), got {tol!r}")
+    if sketch is None:
+        size = 10 if tol is not None else check_int(rank, "rank", low=1) + check_int(oversampling, "oversampling", low=0)
+        sketch = GaussianSketch(n, min(size, n), seed)
+    _check_sketch(sketch, n)
+    post = _Posterior(A, posterior, seed)
+    matvecs = posterior
+    Y, usage = A.sketch(sketch)
+    Q = _power(A, _orth(Y), power_iters)
+    matvecs += 2 * power_iters * Q.shape[1]
+    if tol is not None:
+        limit = min(m, n) if max_rank is None else check_int(max_rank, "max_rank", low=1)
+        error = post.relative_error(Q)
+        while error > tol and Q.shape[1] < limit:
+            sketch = sketch.fresh()
+            Y, spent = A.sketch(sketch)
+            usage += spent
+            for _ in range(2):  # block Gram-Schmidt, twice for stability
+                Y -= Q @ (Q.T @ Y)
+            block = _power(A, _orth(Y), power_iters, Q)
+            matvecs += 2 * power_iters * block.shape[1]
+            Q = np.hstack([Q, block])[:, :limit]
+            error = post.relative_error(Q)
+            logger.debug("adaptive range: %d columns, estimated error %.3e", Q.shape[1], error)
+        return RangeResult(Q, error, usage, matvecs)
+    return RangeResult(Q, post.relative_error(Q), usage, matvecs)
+
+
+def rsvd(
+    A: Any,
+    rank: int,
+    sketch: SketchOperator | None = None,
+    *,
+    oversampling: int = 10,
+    power_iters: int = 1,
+    seed: int = 0,
+) -> SVDResult:
+    """Randomized SVD of rank ``rank``: one sketch, digital power iterations, then ``svd(Q^T A)``.
+
+    ``sketch`` (n features; default a digital Gaussian sketch of ``rank + oversampling``
+    columns) must have at least ``rank`` columns. ``power_iters`` digital iterations
+    follow the sketch. Returns ``U`` (m, rank), ``s`` (rank,), ``Vt`` (rank, n).
+    """
+    A = as_matrix(A)
+    rank = check_int(rank, "rank", low=1, high=min(A.shape))
+    check_int(oversampling, "oversampling", low=0)
+    if sketch is None:
+        sketch = GaussianSketch(A.shape[1], min(rank + oversampling, A.shape[1]), seed)
+    _check_sketch(sketch, A.shape[1])
+    if sketch.size < rank:
+        raise ValueError(f"sketch: expected at least rank = {rank} columns, got size {sketch.size}")
+    found = range_finder(A, sketch, power_iters=power_iters, seed=seed)
+    Q = found.Q
+    Bt = A.rmatmat(Q)  # (Q^T A)^T, digital
+    Ub, s, Vt = sla.svd(Bt.T, full_matrices=False, check_finite=False)
+    U = Q @ Ub[:, :rank]
+    return SVDResult(U, s[:rank], Vt[:rank], found.usage, found.matvecs + Q.shape[1])
+
+
+def nystrom(
+    A: Any, rank: int, sketch: SketchOperator | None = None, *, oversampling: int = 10, seed: int = 0
+) -> NystromResult:
+    """Nyström approximation of a symmetric positive semi-definite A (stable shifted form).
+
+    With an exact sketch: ``A S (S^T A S)^+ S^T A`` with a small shift (Tropp et al. 2017).
+    With an inexact (optical) sketch, its only use is the range: ``Q = orth(A S)`` and
+    the Nyström approximation with test matrix Q is digital (``A Q``, ``Q^T A Q``).
+    Returns ``U`` (n, rank) and the eigenvalues (rank,), largest first.
+    """
+    A = as_matrix(A)
+    check_square(A)
+    n = A.shape[0]
+    rank = check_int(rank, "rank", low=1, high=n)
+    check_int(oversampling, "oversampling", low=0)
+    if sketch is None:
+        sketch = GaussianSketch(n, min(rank + oversampling, n), seed)
+    _check_sketch(sketch, n)
+    if sketch.size < rank:
+        raise ValueError(f"sketch: expected at least rank = {rank} columns, got size {sketch.size}")
+    Y, usage = A.sketch(sketch)
+    matvecs = 0
+    if sketch.exact:
+        omega = sketch.realize()
+    else:
+        omega = _orth(Y)
+        Y = A.matmat(omega)
+        matvecs = omega.shape[1]
+    shift = np.sqrt(n) * np.finfo(np.float64).eps * np.linalg.norm(Y, 2)
+    Y_shift = Y + shift * omega
+    core = omega.T @ Y_shift
+    core = (core + core.T) / 2
+    try:
+        C = sla.cholesky(core, lower=False, check_finite=False)
+        B = sla.solve_triangular(C, Y_shift.T, trans="T", lower=False, check_finite=False).T
+    except np.linalg.LinAlgError:  # indefinite from rounding: use the PSD part of the core
+        w, V = np.linalg.eigh(core)
+        keep = w > w.max() * 1e-12
+        B = Y_shift @ (V[:, keep] / np.sqrt(w[keep]))
+    U, sigma, _ = sla.svd(B, full_matrices=False, check_finite=False)
+    eigenvalues = np.maximum(sigma**2 - shift, 0.0)
+    return NystromResult(U[:, :rank], eigenvalues[:rank], usage, matvecs)
+
+
+class SingleViewSketch:
+    """Single-view (streaming) low-rank approximation (Tropp, Yurtsever, Udell, Cevher 2017).
+
+    A is never stored: linear updates ``A += H`` change only the range sketch
+    ``Y = A S`` (m, k) and the co-range sketch ``W = Psi A`` (l, n), with ``Psi = T^T``
+    for a second sketch T of m features. ``approximation()`` gives the rank-``rank`` SVD
+    from ``Q = orth(Y)``, ``X = (Psi Q)^+ W``. Every product goes through the sketches,
+    so an optical sketch's noise reaches the result: streaming leaves no digital second
+    look at A.
+
+    Parameters
+    ----------
+    shape:
+        (m, n) of A.
+    rank:
+        Rank of the approximation.
+    range_sketch, corange_sketch:
+        Sketches of n and m features; defaults: digital Gaussian of k = 2 rank + 1 and
+        l = 2 k + 1 columns (the sizes Tropp et al. recommend).
+    """
+
+    def __init__(
+        self,
+        shape: tuple[int, int],
+        rank: int,
+        range_sketch: SketchOperator | None = None,
+        corange_sketch: SketchOperator | None = None,
+        *,
+        seed: int = 0,
+    ) -> None:
+        if not (isinstance(shape, tuple) and len(shape) == 2):
+            raise TypeError(f"shape: expected an (m, n) tuple, got {shape!r}")
+        m, n = (check_int(v, "shape", low=1) for v in shape)
+        self.shape = (m, n)
+        self.rank = check_int(rank, "rank", low=1, high=min(m, n))
+        k = min(2 * self.rank + 1, n)
+        self.range_sketch = _check_sketch(
+            range_sketch if range_sketch is not None else GaussianSketch(n, k, seed), n, "range_sketch"
+        )
+        self.corange_sketch = _check_sketch(
+            corange_sketch if corange_sketch is not None else GaussianSketch(m, min(2 * k + 1, m), seed + 1),
+            m,
+            "corange_sketch",
+        )
+        if self.range_sketch.size < self.rank or self.corange_sketch.size < self.range_sketch.size:
+            raise ValueError(
+                f"corange_sketch: expected sizes rank <= k <= l, got rank {self.rank}, k {self.range_sketch.size}, "
+                f"l {self.corange_sketch.size}"
+            )
+        self.Y = np.zeros((m, self.range_sketch.size))
+        self.W = np.zeros((self.corange_sketch.size, n))
+        self.usage = Usage()
+
+    def update(self, H: Any) -> None:
+        """Add the (m, n) matrix H (numpy, scipy sparse, LinearOperator or dask) to the sketched A."""
+        H = as_matrix(H, "H")
+        if H.shape != self.shape:
+            raise ValueError(f"H: expected shape {self.shape}, got {H.shape}")
+        Y, spent_y = H.sketch(self.range_sketch)
+        Wt, spent_w = H.T.sketch(self.corange_sketch)
+        self.Y += Y
+        self.W += Wt.T
+        self.usage += spent_y + spent_w
+
+    def approximation(self) -> SVDResult:
+        """The rank-``rank`` SVD of the sketched A."""
+        Q = _orth(self.Y)
+        before = self.corange_sketch.usage()
+        psi_q = self.corange_sketch.apply(Q.T).T  # (l, k)
+        X = sla.lstsq(psi_q, self.W, check_finite=False)[0]  # (k, n)
+        Ux, s, Vt = sla.svd(X, full_matrices=False, check_finite=False)
+        usage = self.usage + (self.corange_sketch.usage() - before)
+        return SVDResult(Q @ Ux[:, : self.rank], s[: self.rank], Vt[: self.rank], usage, 0)
+
+
+def single_view(
+    A: Any,
+    rank: int,
+    range_sketch: SketchOperator | None = None,
+    corange_sketch: SketchOperator | None = None,
+    *,
+    seed: int = 0,
+) -> SVDResult:
+    """One-pass rank-``rank`` SVD of A from a :class:`SingleViewSketch` (A read once)."""
+    A = as_matrix(A)
+    sketch = SingleViewSketch(A.shape, rank, range_sketch, corange_sketch, seed=seed)
+    sketch.update(A)
+    return sketch.approximation()

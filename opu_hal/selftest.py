@@ -1,0 +1,220 @@
+"""``opu-hal selftest URL``: the checks a lab runs after switching a device on.
+
+Each check returns a :class:`CheckResult` (pass, fail or skip, what was measured and what
+was expected); :func:`run_selftest` runs them all on one device and never stops at the
+first failure (only a failed handshake makes the others fail as "not run").
+
+Checks, in order:
+
+``handshake``
+    the device opens within the timeout and describes itself (model, serial, versions).
+``frame rate``
+    a batch of frames is acquired; the device timestamps must advance by the frametime
+    the device reports (within 1 %), so the frame rate is ``1e6 / frametime_us`` (Hz).
+``dark level``
+    frames of an all-off DMD: their mean count must be within 1 DN of the device's nominal
+    dark level (0 exactly without a camera, in ``ideal`` fidelity).
+``saturation``
+    at the default exposure a half-lit random input saturates less than the warning
+    fraction of pixels; at an exposure long enough to exceed full scale the counts reach
+    ``2**bit_depth - 1`` and the device flags most pixels as saturated.
+``repeatability``
+    a fixed, known input pattern (seeded) acquired twice: the two frames of every input
+    must correlate at >= 0.95 (only camera noise differs).
+``linear mode``
+    ``linear_transform`` of random real vectors: additive within 25 % relative error and
+    with the documented scale ``E|z|^2 = n_components * ||x||^2`` within [0.75, 1.33].
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+import warnings
+from collections.abc import Callable
+from typing import Literal
+
+import numpy as np
+
+from .errors import SaturationWarning
+from .opu import OPU
+
+logger = logging.getLogger(__name__)
+
+Status = Literal["pass", "fail", "skip"]
+
+FRAME_RATE_TOLERANCE = 0.01
+DARK_TOLERANCE_DN = 1.0
+MIN_REPEAT_CORRELATION = 0.95
+MAX_LINEAR_ERROR = 0.25
+LINEAR_SCALE_RANGE = (0.75, 1.33)
+
+
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    """Outcome of one check: ``status``, what was ``measured`` and what was ``expected``."""
+
+    name: str
+    status: Status
+    measured: str
+    expected: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SelftestConfig:
+    """Sizes of the test acquisitions: outputs per frame, features per input, frames per batch."""
+
+    n_components: int = 1000
+    n_features: int = 1000
+    batch: int = 100
+    seed: int = 0
+
+
+def _check_frame_rate(opu: OPU, cfg: SelftestConfig) -> CheckResult:
+    x = np.random.default_rng(cfg.seed).integers(0, 2, size=(cfg.batch, cfg.n_features), dtype=np.uint8)
+    start = time.perf_counter()
+    ctx = opu.transform(x).context
+    wall_s = time.perf_counter() - start
+    steps_us = np.diff(ctx.timestamps_us)
+    measured_hz = 1e6 / float(np.mean(steps_us))
+    expected_hz = 1e6 / ctx.frametime_us
+    ok = abs(measured_hz / expected_hz - 1) <= FRAME_RATE_TOLERANCE and np.all(steps_us > 0)
+    return CheckResult(
+        "frame rate", "pass" if ok else "fail",
+        f"{measured_hz:,.0f} frames/s on the device clock ({cfg.batch / wall_s:,.0f}/s on this host)",
+        f"{expected_hz:,.0f} frames/s (frametime {ctx.frametime_us:.0f} us) +/- {FRAME_RATE_TOLERANCE:.0%}",
+    )
+
+
+def _check_dark_level(opu: OPU, cfg: SelftestConfig) -> CheckResult:
+    frames = np.asarray(opu.transform(np.zeros((cfg.batch, cfg.n_features), dtype=np.uint8)), dtype=np.float64)
+    info = opu.info
+    mean = float(frames.mean())
+    if info.bit_depth == 0:
+        ok = float(np.abs(frames).max()) == 0.0
+        return CheckResult("dark level", "pass" if ok else "fail", f"{mean:.3g} (no camera)", "exactly 0")
+    ok = abs(mean - info.dark_level_dn) <= DARK_TOLERANCE_DN
+    return CheckResult(
+        "dark level", "pass" if ok else "fail",
+        f"{mean:.2f} DN (temporal std {frames.std():.2f} DN)",
+        f"{info.dark_level_dn:.2f} +/- {DARK_TOLERANCE_DN:g} DN",
+    )
+
+
+def _check_saturation(opu: OPU, cfg: SelftestConfig) -> CheckResult:
+    info = opu.info
+    if info.bit_depth == 0:
+        return CheckResult("saturation", "skip", "no camera (ideal fidelity)", "n/a")
+    full_scale = 2**info.bit_depth - 1
+    rng = np.random.default_rng(cfg.seed + 1)
+    x = rng.integers(0, 2, size=(cfg.batch, cfg.n_features), dtype=np.uint8)
+    settings = opu.settings
+    normal = opu.transform(x)
+    signal_dn = max(float(np.mean(normal)) - info.dark_level_dn, 1e-3)
+    long_exposure = min(normal.context.exposure_us * 3 * full_scale / signal_dn, info.limits.max_exposure_us)
+    try:
+        opu.settings = settings.model_copy(update={"exposure_us": long_exposure, "frametime_us": None})
+        bright = opu.transform(x)
+    finally:
+        opu.settings = settings
+    normal_ok = normal.context.saturated_fraction <= settings.saturation_warning_fraction
+    bright_ok = int(np.max(bright)) == full_scale and bright.context.saturated_fraction > 0.5
+    return CheckResult(
+        "saturation", "pass" if normal_ok and bright_ok else "fail",
+        f"{normal.context.saturated_fraction:.1e} saturated at {normal.context.exposure_us:.0f} us; "
+        f"max {int(np.max(bright))} DN, {bright.context.saturated_fraction:.0%} flagged at {long_exposure:.0f} us",
+        f"<= {settings.saturation_warning_fraction:.0e}; max {full_scale} DN and > 50 % flagged",
+    )
+
+
+def _check_repeatability(opu: OPU, cfg: SelftestConfig) -> CheckResult:
+    x = np.random.default_rng(cfg.seed + 2).integers(0, 2, size=(cfg.batch // 5 or 1, cfg.n_features), dtype=np.uint8)
+    first = np.asarray(opu.transform(x), dtype=np.float64)
+    second = np.asarray(opu.transform(x), dtype=np.float64)
+    a = first - first.mean(axis=1, keepdims=True)
+    b = second - second.mean(axis=1, keepdims=True)
+    corr = np.sum(a * b, axis=1) / np.sqrt(np.sum(a * a, axis=1) * np.sum(b * b, axis=1))
+    worst = float(np.min(corr))
+    return CheckResult(
+        "repeatability", "pass" if worst >= MIN_REPEAT_CORRELATION else "fail",
+        f"correlation of repeated frames: min {worst:.4f}, mean {float(np.mean(corr)):.4f} ({len(corr)} inputs)",
+        f">= {MIN_REPEAT_CORRELATION}",
+    )
+
+
+def _check_linear(opu: OPU, cfg: SelftestConfig) -> CheckResult:
+    if not hasattr(opu, "linear_transform"):
+        return CheckResult("linear mode", "fail", "linear_transform is not available", "a linear projection")
+    rng = np.random.default_rng(cfg.seed + 3)
+    x1, x2 = rng.standard_normal((2, 4, cfg.n_features))
+    z = np.asarray(opu.linear_transform(np.concatenate([x1, x2, x1 + x2])), dtype=np.float64)
+    z1, z2, z12 = z[:4], z[4:8], z[8:]
+    error = float(np.linalg.norm(z12 - z1 - z2) / np.linalg.norm(z12))
+    scale = float(np.mean(np.sum(z**2, axis=1) / (opu.n_components * np.sum(np.concatenate([x1, x2, x1 + x2]) ** 2, axis=1))))
+    low, high = LINEAR_SCALE_RANGE
+    ok = error <= MAX_LINEAR_ERROR and low <= scale <= high
+    return CheckResult(
+        "linear mode", "pass" if ok else "fail",
+        f"additivity error {error:.1%}; |z|^2 / (n_components |x|^2) = {scale:.3f}",
+        f"<= {MAX_LINEAR_ERROR:.0%}; scale in [{low}, {high}]",
+    )
+
+
+CHECKS: tuple[Callable[[OPU, SelftestConfig], CheckResult], ...] = (
+    _check_frame_rate,
+    _check_dark_level,
+    _check_saturation,
+    _check_repeatability,
+    _check_linear,
+)
+CHECK_NAMES = ("handshake", "frame rate", "dark level", "saturation", "repeatability", "linear mode")
+
+
+def run_selftest(device: str, config: SelftestConfig | None = None, *, timeout_s: float = 10.0) -> list[CheckResult]:
+    """Run every check on ``device`` (a URL); returns one :class:`CheckResult` per check.
+
+    A check that raises fails with the error as its measurement; the device is closed at the end.
+    """
+    cfg = config or SelftestConfig()
+    start = time.perf_counter()
+    opu: OPU | None = None
+    try:
+        opu = OPU(device, n_components=cfg.n_components, progress=False, timeout_s=timeout_s)
+        info = opu.open().info
+        opu.fit1d(n_features=cfg.n_features)
+    except Exception as exc:  # noqa: BLE001 - any failure to open is the handshake's verdict
+        if opu is not None:
+            opu.close()
+        failed = [CheckResult("handshake", "fail", f"{type(exc).__name__}: {exc}", f"an answer within {timeout_s:g} s")]
+        return failed + [CheckResult(name, "fail", "not run (no handshake)", "-") for name in CHECK_NAMES[1:]]
+    results = [CheckResult(
+        "handshake", "pass",
+        f"{info.model} {info.serial}, firmware {info.firmware_version}, protocol {info.protocol_version}, "
+        f"{info.fidelity}, in {time.perf_counter() - start:.2f} s",
+        f"an answer within {timeout_s:g} s",
+    )]
+    try:
+        for check, name in zip(CHECKS, CHECK_NAMES[1:], strict=True):
+            try:
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore", SaturationWarning)  # the table reports saturation
+                    results.append(check(opu, cfg))
+            except Exception as exc:  # noqa: BLE001 - a failing check is reported, the others still run
+                logger.debug("check %s raised", name, exc_info=True)
+                results.append(CheckResult(name, "fail", f"{type(exc).__name__}: {exc}", "no error"))
+    finally:
+        opu.close()
+    return results
+
+
+def format_table(results: list[CheckResult]) -> str:
+    """A fixed-width table of the results, one line per check, and a verdict line."""
+    rows = [("check", "result", "measured", "expected")]
+    rows += [(r.name, r.status.upper(), r.measured, r.expected) for r in results]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows]
+    lines.insert(1, "-" * len(lines[0]))
+    failed = [r.name for r in results if r.status == "fail"]
+    lines.append("selftest " + ("FAILED: " + ", ".join(failed) if failed else "passed"))
+    return "\n".join(lines)

@@ -1,0 +1,313 @@
+"""``opu-hal serve``: one device (any URL) shared by several clients over TCP.
+
+Clients connect with ``socket://HOST:PORT?token=SECRET``. Every connection must say HELLO
+with the shared secret before anything else; a wrong or missing token is refused and
+the connection closed before any command runs. Each client has its own configuration
+and reply cache (kept across reconnections by its session id); a FIFO queue gives the
+device to one client at a time for a whole device call (all chunks of an ACQUIRE
+sequence), so clients never interleave a batch, and the device is re-configured
+whenever it passes from one client to another.
+"""
+
+from __future__ import annotations
+
+import hmac
+import logging
+import socket
+import threading
+import uuid
+from collections import deque
+from typing import Any
+
+import numpy as np
+from pydantic import ValidationError
+
+from .backends import Backend, DeviceConfig, make_backend
+from .layout import DMDLayout
+from .protocol.dmd import DMDPacker
+from .protocol.frames import DEFAULT_MAX_PAYLOAD, PROTOCOL_MAJOR, PROTOCOL_MINOR, Frame, MsgType
+from .protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
+from .protocol.server import CommandError, Endpoint, Reply, ServerLink
+from .transport import TCPTransport
+from .url import parse_device_url
+
+logger = logging.getLogger(__name__)
+
+PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
+
+
+class DeviceQueue:
+    """First come, first served ownership of the device; the owner may keep it across requests."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self.owner: object | None = None
+
+    def acquire(self, who: object) -> None:
+        """Wait for the device (immediately if ``who`` already owns it)."""
+        with self._cond:
+            if self.owner is who:
+                return
+            self._waiting.append(who)
+            while self.owner is not None or self._waiting[0] is not who:
+                self._cond.wait()
+            self._waiting.popleft()
+            self.owner = who
+
+    def release(self, who: object) -> None:
+        """Give the device to the next in line (no-op if ``who`` does not own it)."""
+        with self._cond:
+            if self.owner is who:
+                self.owner = None
+                self._cond.notify_all()
+
+
+class SharedDevice:
+    """The backend behind ``serve``, its queue, and which client's configuration is in force."""
+
+    def __init__(self, backend: Backend, timeout_s: float) -> None:
+        self.backend = backend
+        self.info = backend.open(timeout_s)
+        self.queue = DeviceQueue()
+        self.boot_id = uuid.uuid4().hex
+        self.configured_for: tuple[object, DeviceConfig] | None = None
+        self.lock = threading.Lock()
+
+    def use(self, session: "ClientSession", config: DeviceConfig) -> None:
+        """Make ``config`` the device's configuration (the caller owns the queue)."""
+        if self.configured_for != (session, config):
+            session.applied = self.backend.configure(config)
+            self.configured_for = (session, config)
+
+
+class ClientSession(Endpoint):
+    """One client's view of the shared device: its configuration, its reply cache."""
+
+    def __init__(self, device: SharedDevice, session_id: str, forget: Any = None) -> None:
+        super().__init__()
+        self.device, self.session_id, self._forget = device, session_id, forget
+        self.config: DeviceConfig | None = None
+        self.packer: DMDPacker | None = None
+        self.applied = None
+        self.last_acquire_seq: int | None = None
+
+    def execute(self, frame: Frame) -> Reply:
+        """Run one command of this client's."""
+        if frame.type == MsgType.HELLO:
+            return self._hello()
+        if frame.type == MsgType.CONFIGURE:
+            return self._configure(frame)
+        if frame.type == MsgType.ACQUIRE:
+            return self._acquire(frame)
+        if frame.type == MsgType.STATUS:
+            state = "idle" if self.config is None else "configured"
+            return Reply(MsgType.STATUS_REPLY, [encode_json({"state": state, "boot_id": self.device.boot_id})], False)
+        if frame.type == MsgType.BYE:
+            self.device.queue.release(self)
+            if self._forget is not None:
+                self._forget(self.session_id)
+            return Reply(MsgType.BYE_REPLY, [b"{}"], False)
+        if frame.type == MsgType.PING:
+            return Reply(MsgType.PONG, [frame.payload], False)
+        raise CommandError(ErrorCode.UNKNOWN_COMMAND, f"message type {frame.type:#x} is not served", False)
+
+    def _hello(self) -> Reply:
+        info = self.device.info.model_copy(update={"protocol_version": PROTOCOL_VERSION})
+        body = {
+            "protocol_version": PROTOCOL_VERSION,
+            "firmware_version": info.firmware_version,
+            "boot_id": self.device.boot_id,
+            "info": info.model_dump(mode="json"),
+            "max_payload": self.device.max_payload,
+            "max_in_flight": 4,
+            "state": "idle" if self.config is None else "configured",
+            "frame_counter": 0,
+            "clock_us": 0.0,
+        }
+        return Reply(MsgType.HELLO_REPLY, [encode_json(body)], False)
+
+    def _configure(self, frame: Frame) -> Reply:
+        body = decode_json(frame.payload)
+        try:
+            config = DeviceConfig(
+                DMDLayout.model_validate(body["layout"]), int(body["n_components"]),
+                body.get("exposure_us"), body.get("frametime_us"),
+            )
+        except (KeyError, TypeError, ValueError, ValidationError) as exc:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"CONFIGURE: malformed request: {exc}", False) from None
+        self.device.queue.acquire(self)
+        try:
+            self.device.use(self, config)
+        except ValueError as exc:
+            raise CommandError(ErrorCode.INVALID_ARGUMENT, str(exc), False) from None
+        finally:
+            self.device.queue.release(self)
+        self.config, self.packer = config, DMDPacker(config.layout)
+        reply = {"exposure_us": self.applied.exposure_us, "frametime_us": self.applied.frametime_us,
+                 "roi": list(self.applied.output_roi), "frame_counter": 0, "clock_us": 0.0}
+        return Reply(MsgType.CONFIGURED, [encode_json(reply)])
+
+    def _acquire(self, frame: Frame) -> Reply:
+        if self.config is None:
+            raise CommandError(ErrorCode.NOT_CONFIGURED, "ACQUIRE before CONFIGURE", False)
+        head, raw = decode_bulk(frame.payload)
+        try:
+            count, rows, row_bytes = int(head["count"]), int(head["rows"]), int(head["row_bytes"])
+            after, more = int(head.get("after", 0)), bool(head.get("more", False))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"ACQUIRE: malformed head: {exc}", False) from None
+        expected = (self.config.layout.dmd_shape[0], self.packer.stride)
+        if (rows, row_bytes) != expected or count < 1 or len(raw) != count * rows * row_bytes:
+            raise CommandError(ErrorCode.BAD_REQUEST, f"ACQUIRE: expected {count} frames of {expected} bytes", False)
+        if after and after != self.last_acquire_seq:
+            raise CommandError(ErrorCode.OUT_OF_ORDER, f"ACQUIRE seq {frame.seq} follows seq {after}", False)
+        features = self.packer.unpack(np.frombuffer(raw, dtype=np.uint8).reshape(count, rows, row_bytes))
+        device = self.device
+        device.queue.acquire(self)
+        try:
+            device.use(self, self.config)
+            result = device.backend.acquire(features)
+        except BaseException:
+            device.queue.release(self)
+            raise
+        if not more:
+            device.queue.release(self)
+        self.last_acquire_seq = frame.seq
+        frames = np.ascontiguousarray(result.frames)
+        out = {
+            "count": count, "n_components": int(frames.shape[1]), "dtype": frames.dtype.str,
+            "saturated_fraction": result.saturated_fraction, "device_time_s": result.device_time_s,
+            "frame_counter": int(result.frame_ids[-1]) + 1,
+            "clock_us": float(result.timestamps_us[-1]) + self.applied.frametime_us,
+        }
+        return Reply(MsgType.FRAMES, encode_bulk(
+            out, result.frame_ids.astype("<i8").tobytes(), result.timestamps_us.astype("<f8").tobytes(),
+            memoryview(frames).cast("B"),
+        ))
+
+
+class DeviceServer:
+    """Serves one device to several TCP clients (see the module docstring).
+
+    Parameters
+    ----------
+    device:
+        URL of the device to share (``emu://``, ``socket://``, a serial port...).
+    token:
+        The shared secret every client must present.
+    host, port:
+        Address to listen on; loopback unless another address is given. Port 0: any free port.
+    max_clients:
+        Connections served at once; more are refused (DeviceBusyError on the client).
+    max_payload:
+        Largest message accepted from a client (bytes).
+    timeout_s:
+        Seconds to wait for the device when opening it.
+    """
+
+    def __init__(
+        self,
+        device: str,
+        token: str,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_clients: int = 4,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        timeout_s: float = 10.0,
+    ) -> None:
+        if not isinstance(token, str) or len(token) < 8:
+            raise ValueError(f"token: expected a shared secret of at least 8 characters, got {len(str(token))}")
+        if max_clients < 1:
+            raise ValueError(f"max_clients: expected at least 1, got {max_clients}")
+        self.token, self.max_clients = token, max_clients
+        self.device = SharedDevice(make_backend(parse_device_url(device), None), timeout_s)
+        self.device.max_payload = max_payload
+        self.max_payload = max_payload
+        self._sessions: dict[str, ClientSession] = {}
+        self._connections = 0
+        self._lock = threading.Lock()
+        self._listener = socket.create_server((host, port))
+        self._listener.settimeout(0.2)
+        self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._links: set[ServerLink] = set()
+
+    @property
+    def url(self) -> str:
+        """What clients open (add ``?token=...``)."""
+        return f"socket://{self.address[0]}:{self.address[1]}"
+
+    def resolve(self, hello: dict[str, Any]) -> ClientSession:
+        """Check the token and find the client's session (called on HELLO)."""
+        token = hello.get("token")
+        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token.encode()):
+            raise CommandError(ErrorCode.UNAUTHORIZED, "a valid token is required (socket://HOST:PORT?token=...)", False)
+        if hello.get("protocol", [None])[0] != PROTOCOL_MAJOR:
+            raise CommandError(ErrorCode.INCOMPATIBLE, f"protocol {hello.get('protocol')} not served", False)
+        session_id = str(hello.get("session", ""))
+        with self._lock:
+            if session_id not in self._sessions:
+                self._sessions[session_id] = ClientSession(self.device, session_id, self._forget)
+            return self._sessions[session_id]
+
+    def _forget(self, session_id: str) -> None:
+        with self._lock:
+            self._sessions.pop(session_id, None)
+
+    def start(self) -> "DeviceServer":
+        """Accept clients in a background thread; returns self."""
+        thread = threading.Thread(target=self.serve_forever, name="serve-accept", daemon=True)
+        thread.start()
+        self._threads.append(thread)
+        return self
+
+    def serve_forever(self) -> None:
+        """Accept clients until ``close()``."""
+        while not self._stop.is_set():
+            try:
+                conn, peer = self._listener.accept()
+            except (TimeoutError, socket.timeout):
+                continue
+            except OSError:
+                return
+            with self._lock:
+                if self._connections >= self.max_clients:
+                    logger.warning("refused %s: %d clients already", peer, self._connections)
+                    refuse = True
+                else:
+                    self._connections += 1
+                    refuse = False
+            link = ServerLink(TCPTransport(*peer[:2], sock=conn), self.resolve if not refuse else _busy,
+                              max_payload=self.max_payload)
+            thread = threading.Thread(target=self._serve_link, args=(link, not refuse), daemon=True)
+            thread.start()
+            self._threads.append(thread)
+
+    def _serve_link(self, link: ServerLink, counted: bool) -> None:
+        self._links.add(link)
+        try:
+            link.serve()
+        finally:
+            self._links.discard(link)
+            if isinstance(link.endpoint, ClientSession):
+                self.device.queue.release(link.endpoint)
+            if counted:
+                with self._lock:
+                    self._connections -= 1
+
+    def close(self) -> None:
+        """Stop serving, disconnect clients and close the device."""
+        self._stop.set()
+        self._listener.close()
+        for link in list(self._links):
+            link.stop()
+        for thread in self._threads:
+            thread.join(5)
+        self.device.backend.close()
+
+
+def _busy(hello: dict[str, Any]) -> Endpoint:
+    raise CommandError(ErrorCode.BUSY, "too many clients; try again later", False)

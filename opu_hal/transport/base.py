@@ -1,0 +1,107 @@
+"""A byte stream to a device: open, close, write, and read with a deadline.
+
+Every wait is bounded: ``open`` and ``read`` take a timeout in seconds, and ``write``
+fails when the peer accepts no byte for ``write_timeout_s`` seconds. A link that is gone
+(peer closed, cable pulled) raises :class:`TransportError`, never hangs.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+from ..errors import OPUError
+
+
+class TransportError(OPUError, ConnectionError):
+    """The link to the device is down (closed by the peer, unreachable, or stalled on write)."""
+
+
+class Transport(ABC):
+    """A bidirectional byte stream. Public methods validate, then call the ``_do_*`` hooks.
+
+    Parameters
+    ----------
+    write_timeout_s:
+        Seconds ``write`` waits for the peer to accept at least one more byte.
+    """
+
+    def __init__(self, write_timeout_s: float = 10.0) -> None:
+        _check_timeout(write_timeout_s, "write_timeout_s")
+        self.write_timeout_s = float(write_timeout_s)
+        self._open = False
+
+    @property
+    def is_open(self) -> bool:
+        """True between ``open()`` and ``close()``."""
+        return self._open
+
+    def open(self, timeout_s: float) -> None:
+        """Connect within ``timeout_s`` seconds (raises :class:`TransportError` otherwise)."""
+        _check_timeout(timeout_s, "timeout_s")
+        if not self._open:
+            self._do_open(float(timeout_s))
+            self._open = True
+
+    def close(self) -> None:
+        """Disconnect; safe to call twice."""
+        if self._open:
+            self._open = False
+            self._do_close()
+
+    def write(self, data: bytes | bytearray | memoryview) -> None:
+        """Send all of ``data`` (raises :class:`TransportError` if the link is down or stalls)."""
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            raise TypeError(f"data: expected bytes, bytearray or memoryview, got {type(data).__name__}")
+        self._require_open()
+        if len(data):
+            self._do_write(memoryview(data).cast("B"))
+
+    def read(self, max_bytes: int, timeout_s: float) -> bytes:
+        """Between 1 and ``max_bytes`` bytes, or ``b""`` if none arrived within ``timeout_s`` seconds."""
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+            raise ValueError(f"max_bytes: expected a positive int, got {max_bytes!r}")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
+            raise ValueError(f"timeout_s: expected a non-negative number of seconds, got {timeout_s!r}")
+        self._require_open()
+        return self._do_read(max_bytes, float(timeout_s))
+
+    def read_into(self, buffer: memoryview, timeout_s: float) -> int:
+        """Like ``read`` but into ``buffer`` (bulk data without a copy); returns the bytes read, 0 on timeout."""
+        if len(buffer) < 1:
+            raise ValueError("buffer: expected room for at least one byte, got an empty buffer")
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
+            raise ValueError(f"timeout_s: expected a non-negative number of seconds, got {timeout_s!r}")
+        self._require_open()
+        return self._do_read_into(buffer, float(timeout_s))
+
+    def _do_read_into(self, buffer: memoryview, timeout_s: float) -> int:
+        data = self._do_read(len(buffer), timeout_s)
+        buffer[: len(data)] = data
+        return len(data)
+
+    def _require_open(self) -> None:
+        if not self._open:
+            raise TransportError(f"{self}: the link is closed")
+
+    def __enter__(self) -> "Transport":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @abstractmethod
+    def _do_open(self, timeout_s: float) -> None: ...
+
+    @abstractmethod
+    def _do_close(self) -> None: ...
+
+    @abstractmethod
+    def _do_write(self, data: memoryview) -> None: ...
+
+    @abstractmethod
+    def _do_read(self, max_bytes: int, timeout_s: float) -> bytes: ...
+
+
+def _check_timeout(value: object, name: str) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
+        raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")

@@ -1,0 +1,146 @@
+"""Linear projections (PHYSICS.md 4): accuracy against the emulator's true map, linearity, covariance, HDR.
+
+Bounds. On the default 8-bit camera a binary frame pair has ~2-3 % relative error (shot
+noise of ~30 DN frames against a ~40 DN signal swing) and an 8-bit real vector ~5 %
+(its bit planes' noise adds with weights 4^k); the issue's targets are 6 % and 8 %.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from calibration.linear import calibrate_linear, encode_planes, true_linear_map
+from opu_hal import OPU, NotCalibratedError
+
+N, M = 300, 200
+
+
+@pytest.fixture(scope="module")
+def opu():
+    with OPU("emu://", n_components=M, seed=11, progress=False) as device:
+        device.fit1d(n_features=N)
+        device.calibration = calibrate_linear(device)
+        yield device
+
+
+def truth(opu: OPU) -> np.ndarray:
+    return true_linear_map(opu.backend.model.transmission_matrix(), opu.calibration)
+
+
+def rel_errors(z: np.ndarray, expected: np.ndarray) -> np.ndarray:
+    return np.linalg.norm(z - expected, axis=1) / np.linalg.norm(expected, axis=1)
+
+
+def test_true_map_is_a_unit_variance_gaussian_matrix(opu):
+    opu.linear_transform(np.ones(N))  # puts the device in the calibrated geometry
+    m = truth(opu)
+    assert m.shape == (M, N)
+    # entries of an i.i.d. N(0, 1) matrix: mean 0 +- 4/sqrt(MN), variance 1 +- 4 sqrt(2/MN)
+    assert abs(m.mean()) < 4 / np.sqrt(M * N)
+    assert abs(m.var() - 1) < 4 * np.sqrt(2 / (M * N))
+    # rows uncorrelated with the all-ones direction (the complement scheme's reference)
+    assert abs(np.mean(m.sum(axis=1) / np.sqrt(N))) < 4 / np.sqrt(M)
+
+
+def test_binary_inputs_match_the_true_map(opu):
+    x = (np.random.default_rng(1).random((20, N)) < 0.5).astype(np.uint8)
+    z = opu.linear_transform(x)
+    assert z.dtype == np.float32 and z.shape == (20, M)
+    assert z.context.calibration_id == opu.calibration.id
+    assert len(z.context.frame_ids) == 40  # 2 frames per binary input, whatever bits
+    assert np.median(rel_errors(z, x @ truth(opu).T)) <= 0.06
+
+
+def test_real_inputs_of_any_sign_match_the_true_map(opu):
+    x = np.random.default_rng(2).standard_normal((10, N)) * 3.0
+    z = opu.linear_transform(x, bits=8)
+    assert np.median(rel_errors(z, x @ truth(opu).T)) <= 0.08
+    # E|z|^2 = n_components ||x||^2 (per input, within ~4 sqrt(2/M) for a Gaussian M)
+    ratio = np.sum(np.asarray(z) ** 2, axis=1) / (M * np.sum(x**2, axis=1))
+    assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / M))
+
+
+def test_linearity_is_a_black_box_property(opu):
+    rng = np.random.default_rng(3)
+    x1, x2 = rng.standard_normal((2, 8, N))
+    a, b = 1.7, -0.6
+    z = opu.linear_transform(np.concatenate([a * x1 + b * x2, x1, x2]))
+    lhs, rhs = z[:8], a * z[8:16] + b * z[16:]
+    # three independent ~5 % errors: sqrt(1 + a^2 + b^2) * 5 % ~ 10 %; a non-linear map is off by O(1)
+    assert np.median(rel_errors(lhs, rhs)) < 0.15
+
+
+def test_output_covariance_matches_a_unit_variance_gaussian_projection(opu):
+    x = (np.random.default_rng(4).random((300, N)) < 0.5).astype(np.float64)
+    z = np.asarray(opu.linear_transform(x), dtype=np.float64)
+    cov = np.cov(z, rowvar=False) / (N / 4)  # Cov(x) = I/4 for fair bits, so Cov(z) = M M^T / 4
+    diag, off = np.diag(cov), cov[~np.eye(M, dtype=bool)]
+    assert abs(diag.mean() - 1) < 0.05
+    # off-diagonal: sample noise 1/sqrt(K) and M M^T/N spread 1/sqrt(N); no common row mean
+    assert abs(off.mean()) < 0.02
+    assert off.std() < 1.3 * np.sqrt(1 / 300 + 1 / N)
+
+
+def test_focusing_input_is_bracketed_not_clipped(opu):
+    opu.linear_transform(np.ones(N))
+    R = opu.backend.model.transmission_matrix()
+    pixel = int(opu.calibration.array("linear_pixels")[7])
+    x = (np.real(R[pixel] * np.exp(0.3j)) > 0).astype(np.uint8)  # concentrates light on that pixel
+    intensity = np.abs(R[pixel] @ x) ** 2 * opu.calibration.linear.dn_per_intensity
+    assert intensity > 2 * opu.calibration.linear.max_dn  # it would saturate at the calibrated exposure
+    z = opu.linear_transform(x)
+    assert len(z.context.frame_ids) > 2  # acquired again at a shorter exposure
+    assert rel_errors(z[None], (x @ truth(opu).T)[None])[0] <= 0.06
+
+
+def test_reference_scheme_matches_its_true_map():
+    with OPU("emu://", n_components=100, seed=5, progress=False) as device:
+        device.fit1d(n_features=200)
+        device.calibration = calibrate_linear(device, scheme="reference")
+        assert device.calibration.linear.n_device_features == 400
+        x = (np.random.default_rng(6).random((10, 200)) < 0.5).astype(np.uint8)
+        z = device.linear_transform(x)
+        m = true_linear_map(device.backend.model.transmission_matrix(), device.calibration)
+        assert abs(m.var() - 1) < 4 * np.sqrt(2 / m.size)
+        assert np.median(rel_errors(z, x @ m.T)) <= 0.06
+
+
+def test_same_scale_in_ideal_fidelity():
+    with OPU("emu://?fidelity=ideal", n_components=100, seed=5, progress=False) as device:
+        device.fit1d(n_features=200)
+        x = np.random.default_rng(7).standard_normal((5, 200))
+        z = device.linear_transform(x)  # calibrates on demand
+        m = true_linear_map(device.backend.model.transmission_matrix(), device.calibration)
+        # no noise: only the 8-bit quantisation (~0.3 %) and the scale estimate (~1 %)
+        assert np.median(rel_errors(z, x @ m.T)) < 0.03
+
+
+def test_encode_planes_reconstructs_the_quantised_input():
+    x = np.random.default_rng(8).standard_normal((4, 50))
+    planes, weights = encode_planes(x, 8)
+    assert planes.shape == (4, 16, 50) and set(np.unique(planes)) <= {0, 1}
+    back = np.einsum("bp,bpn->bn", weights, planes)
+    assert np.max(np.abs(back - x)) <= np.max(np.abs(x)) / 255 / 2 + 1e-12
+
+
+def test_without_calibration_and_calibrate_false_raises():
+    with OPU("emu://", n_components=50, seed=5, progress=False) as device:
+        device.fit1d(n_features=64)
+        with pytest.raises(NotCalibratedError, match="linear calibration"):
+            device.linear_transform(np.ones(64), calibrate=False)
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, pattern",
+    [
+        ({"X": np.ones(N), "bits": 0}, ValueError, "bits"),
+        ({"X": np.ones(N), "bits": 2.0}, TypeError, "bits"),
+        ({"X": np.ones(N) * 1j}, TypeError, "X: expected real"),
+        ({"X": np.full(N, np.nan)}, ValueError, "X: expected finite"),
+        ({"X": np.ones(N + 1)}, ValueError, "X: expected shape"),
+    ],
+)
+def test_bad_arguments_are_named(opu, kwargs, error, pattern):
+    with pytest.raises(error, match=pattern):
+        opu.linear_transform(**kwargs)

@@ -1,0 +1,92 @@
+"""Sketch operators: statistics of the test matrices, consistency, independence of blocks, cost accounting."""
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from opu_hal import OPU
+from opu_hal.randnla import GaussianSketch, OPUSketch, SparseSignSketch, SRHTSketch, make_sketch
+
+DIGITAL = [GaussianSketch, SparseSignSketch, SRHTSketch]
+
+
+@pytest.fixture(scope="module")
+def opu():
+    with OPU("emu://", n_components=96, seed=3, progress=False) as device:
+        yield device
+
+
+@pytest.mark.parametrize("kind", DIGITAL)
+def test_digital_sketch_has_unit_variance_entries_and_applies_its_matrix(kind):
+    sketch = kind(256, 64, seed=1)
+    S = sketch.realize()
+    assert S.shape == (256, 64)
+    # E[S S^T] = size * I: the mean squared entry is 1 (exact for SRHT, +- 4 s.e. for the random ones)
+    assert abs(np.mean(S**2) - 1) < 4 * np.sqrt(2 / S.size) + 0.05
+    assert abs(np.mean(S)) < 4 / np.sqrt(S.size)
+    X = np.random.default_rng(0).standard_normal((10, 256))
+    np.testing.assert_allclose(sketch.apply(X), X @ S, rtol=1e-10, atol=1e-10)
+    np.testing.assert_allclose(sketch.apply(sp.csr_array(X)), X @ S, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("kind", DIGITAL)
+def test_digital_sketch_is_reproducible_fresh_is_independent_and_pickles_as_recipe(kind):
+    a, b = kind(128, 32, seed=5), kind(128, 32, seed=5)
+    np.testing.assert_array_equal(a.realize(), b.realize())
+    fresh = a.fresh().realize()
+    corr = np.corrcoef(a.realize().ravel(), fresh.ravel())[0, 1]
+    assert abs(corr) < 4 / np.sqrt(fresh.size)
+    clone = pickle.loads(pickle.dumps(a))
+    np.testing.assert_array_equal(clone.realize(), a.realize())
+    assert a.usage().frames == 0
+
+
+def test_sketch_rejects_bad_input_naming_it():
+    sketch = GaussianSketch(10, 4)
+    with pytest.raises(ValueError, match=r"X: expected a 2-D array of shape \(rows, 10\), got shape \(3, 9\)"):
+        sketch.apply(np.ones((3, 9)))
+    with pytest.raises(ValueError, match="X: expected finite"):
+        sketch.apply(np.full((2, 10), np.nan))
+    with pytest.raises(TypeError, match="X: expected a numpy array"):
+        sketch.apply("abc")
+    with pytest.raises(ValueError, match="kind: expected one of"):
+        make_sketch("fourier", 10, 4)
+    with pytest.raises(ValueError, match="size: expected an integer from 1"):
+        GaussianSketch(10, 0)
+    with pytest.raises(TypeError, match="opu: expected an opu_hal.OPU"):
+        OPUSketch(object(), 10, 4)
+
+
+def test_opu_sketch_is_a_unit_variance_linear_projection_with_counted_frames(opu):
+    sketch = OPUSketch(opu, 64, 48)
+    X = np.random.default_rng(1).standard_normal((40, 64))
+    before = sketch.usage()
+    Y = sketch.apply(X)
+    spent = sketch.usage() - before
+    assert Y.shape == (40, 48)
+    # E|z|^2 = ||x||^2 per output (API.md): within 15 % over 40 x 48 outputs
+    assert abs(np.mean(Y**2) / np.mean(np.sum(X**2, axis=1)) - 1) < 0.15
+    # 4 * bits frames at most per 8-bit vector, at least the two of a binary one
+    assert 2 * 40 <= spent.frames <= 32 * 40 + 64
+    assert spent.device_time_s > 0
+    # the realized matrix predicts the optical products to the camera's noise (PHYSICS.md: ~8 % per 8-bit vector)
+    S = sketch.realize()
+    assert abs(np.mean(S**2) - 1) < 0.15
+    assert np.linalg.norm(Y - X @ S) / np.linalg.norm(Y) < 0.15
+
+
+def test_opu_blocks_are_independent_and_share_the_frames_of_one_acquisition(opu):
+    first = OPUSketch(opu, 64, 32)
+    second = first.fresh()
+    assert second.offset == 32
+    X = np.random.default_rng(2).standard_normal((20, 64))
+    first.apply(X)
+    before = second.usage()
+    second.apply(X)
+    assert (second.usage() - before).frames == 0  # every output was read in the same frames
+    corr = np.corrcoef(first.realize().ravel(), second.realize().ravel())[0, 1]
+    assert abs(corr) < 4 / np.sqrt(64 * 32)
+    with pytest.raises(ValueError, match="offset: expected offset \\+ size <= n_components = 96"):
+        second.fresh().fresh()
