@@ -222,6 +222,7 @@ class Medium:
         """The kept matrix for (N, M) at the current time, or None when it must be streamed."""
         dense = self._dense
         if dense is None or dense.shape != (n_features, 2 * n_outputs):
+            previous = dense if self.drift_tau_s else None  # a drifting medium keeps its history
             self._dense = None  # release the old matrix before making a new one
             if not self._fits(n_features, n_outputs):
                 if self.drift_tau_s:
@@ -232,16 +233,37 @@ class Medium:
                     )
                 return None
             self._dense = dense = self.panel(n_features, 0, n_outputs)
-            self._dense_time_s, self._drift_step = 0.0, 0
+            if self.drift_tau_s and previous is not None:
+                self._resize_drifting(dense, previous)
+            else:
+                self._dense_time_s = 0.0
         if self.drift_tau_s and self._time_s > self._dense_time_s:
-            eps = -math.expm1(-(self._time_s - self._dense_time_s) / self.drift_tau_s)
-            self._drift_step += 1
-            fresh = self.panel(n_features, 0, n_outputs, (_DRIFT_STREAM, self._drift_step))
-            dense *= np.float32(math.sqrt(1.0 - eps))
-            fresh *= np.float32(math.sqrt(eps))
-            dense += fresh
+            self._drift(dense, self._time_s - self._dense_time_s)
             self._dense_time_s = self._time_s
         return dense
+
+    def _drift(self, dense: np.ndarray, seconds: float) -> None:
+        """Let ``dense`` (interleaved, (N, 2M)) drift for ``seconds`` with a fresh stream."""
+        eps = -math.expm1(-seconds / self.drift_tau_s)
+        self._drift_step += 1
+        n_features, width = dense.shape
+        fresh = self.panel(n_features, 0, width // 2, (_DRIFT_STREAM, self._drift_step))
+        dense *= np.float32(math.sqrt(1.0 - eps))
+        fresh *= np.float32(math.sqrt(eps))
+        dense += fresh
+
+    def _resize_drifting(self, dense: np.ndarray, previous: np.ndarray) -> None:
+        """A new size of a drifting medium keeps the history of the entries it shares with the old.
+
+        ``dense`` holds the new size's entries at time 0; they are brought to the old
+        matrix's time by drift (a valid state of the process), then the shared block is
+        copied from the old matrix, so nothing it had drifted is lost.
+        """
+        if self._dense_time_s > 0:
+            self._drift(dense, self._dense_time_s)
+        rows = min(dense.shape[0], previous.shape[0])
+        cols = min(dense.shape[1], previous.shape[1])
+        dense[:rows, :cols] = previous[:rows, :cols]
 
     def prepare(self, n_features: int, n_outputs: int) -> None:
         """Make (and keep, if it fits the budget) the matrix for N features and M outputs."""

@@ -435,6 +435,29 @@ def test_acquisition_time_drives_the_drift():
     assert abs(correlation(r, r0) - math.exp(-5.0 / (2 * tau))) < 0.01
 
 
+def test_a_drifting_medium_keeps_its_history_when_the_size_changes():
+    n, m, tau = 300, 200, 10.0
+    with emulator(f"emu://?fidelity=ideal&drift={tau}", n_components=m, n_features=n) as opu:
+        model = opu.backend.model
+        r0 = model.transmission_matrix()
+        model.advance(3.0)
+        r3 = model.transmission_matrix() * np.float32(math.sqrt(n))  # unit-variance entries
+        opu.n_components = m + 100  # re-fit: a larger matrix, at the same device time
+        opu.fit1d(n_features=n + 50)
+        bigger = model.transmission_matrix() * np.float32(math.sqrt(n + 50))
+    # The shared block is the same drifted matrix, not the medium restarted from the seed.
+    np.testing.assert_allclose(bigger[:m, :n], r3, rtol=1e-5, atol=1e-6)
+    assert correlation(r3, r0) < 0.95
+    # The new entries are a valid state of the process: unit variance (standard error
+    # 1/sqrt(entries) ~ 0.4 %), and decorrelated from the seed's time-0 values like the rest.
+    fresh = bigger[m:, :]
+    assert abs(np.mean(np.abs(fresh.astype(np.complex128)) ** 2) - 1) < 0.03
+    with emulator("emu://?fidelity=ideal", n_components=m + 100, n_features=n + 50) as still:
+        time0 = still.backend.model.transmission_matrix() * np.float32(math.sqrt(n + 50))
+    eps = -math.expm1(-model.time_us * 1e-6 / tau)
+    assert abs(correlation(fresh, time0[m:, :]) - math.sqrt(1 - eps)) < 0.02
+
+
 # ---------------------------------------------------------------------------- speckle grain
 def adjacent_correlations(image: np.ndarray) -> tuple[float, float]:
     """Intensity correlation coefficients of horizontal and vertical neighbours, (B, rows, cols)."""
