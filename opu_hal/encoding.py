@@ -520,7 +520,7 @@ def pack_bits(X: ArrayLike) -> NDArray[np.uint8]:
     return np.packbits(arr.astype(np.uint8, copy=False), axis=-1, bitorder="little")
 
 
-def unpack_bits(P: ArrayLike, n_features: int) -> NDArray[np.uint8]:
+def unpack_bits(P: ArrayLike, n_features: int, *, name: str = "P") -> NDArray[np.uint8]:
     """Inverse of :func:`pack_bits`.
 
     Parameters
@@ -529,22 +529,24 @@ def unpack_bits(P: ArrayLike, n_features: int) -> NDArray[np.uint8]:
         Packed data, little bit order; padding bits must be 0.
     n_features : int
         Number of features packed (>= 1).
+    name : str
+        The argument's name in error messages.
 
     Returns
     -------
     ndarray of shape (..., n_features), uint8 holding 0 and 1
     """
     n = _check_int(n_features, "n_features", 1)
-    arr = _as_array(P, "P")
+    arr = _as_array(P, name)
     if arr.dtype != np.uint8:
-        raise TypeError(f"P: expected packed data of dtype uint8, got dtype {arr.dtype}")
+        raise TypeError(f"{name}: expected packed data of dtype uint8, got dtype {arr.dtype}")
     n_bytes = -(-n // 8)
     if arr.ndim == 0 or arr.shape[-1] != n_bytes:
         raise ValueError(
-            f"P: expected a last axis of length ceil(n_features / 8) = {n_bytes} for "
+            f"{name}: expected a last axis of length ceil(n_features / 8) = {n_bytes} for "
             f"n_features={n}, got shape {arr.shape}"
         )
     bits = np.unpackbits(arr, axis=-1, bitorder="little")
     if bits[..., n:].any():
-        raise ValueError(f"P: expected zero padding bits beyond n_features={n}, got set bits: wrong n_features?")
+        raise ValueError(f"{name}: expected zero padding bits beyond n_features={n}, got set bits: wrong n_features?")
     return bits[..., :n]

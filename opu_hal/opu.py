@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
 import threading
 import warnings
 from pathlib import Path
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 from calibration.record import CalibrationRecord
 
 from .backends import AppliedConfig, Backend, DeviceConfig, Frames, make_backend
+from .encoding import unpack_bits
 from .errors import DeviceClosedError, NotFittedError, SaturationWarning
 from .layout import DMDLayout, layout_1d, layout_2d
 from .locking import DeviceLock
@@ -341,16 +341,9 @@ class OPU:
                 raise TypeError(f"encoder: expected an object with a transform method, got {type(encoder).__name__}")
             array = as_numpy(encoder.transform(array), "encoder output")
         if packed:
-            n = self._layout.n_features
             if len(self._feature_shape) != 1:
                 raise ValueError("packed: expected after fit1d (packed rows are 1-D), got a fit2d layout")
-            if array.dtype != np.uint8:
-                raise TypeError(f"X: expected packed input of dtype uint8, got {array.dtype}")
-            if array.ndim < 1 or array.shape[-1] != math.ceil(n / 8):
-                raise ValueError(
-                    f"X: expected packed rows of {math.ceil(n / 8)} bytes for {n} features, got shape {array.shape}"
-                )
-            return np.unpackbits(array, axis=-1, count=n, bitorder="little")
+            return unpack_bits(array, self._layout.n_features, name="X")
         return check_binary(array, "X")
 
     def _acquire_all(self, flat: np.ndarray) -> tuple[np.ndarray, TransformContext]:
@@ -396,7 +389,7 @@ class OPU:
         """Counts per unit intensity at ``exposure_us`` (DN) and dark level (DN): from the record if it has them."""
         # no camera (bit_depth 0): the frames already are intensities, whatever the exposure
         gain = 1.0 if info.bit_depth == 0 else info.dn_per_intensity_per_us * exposure_us
-        dark = info.dark_level_dn
+        dark = info.dark_level_dn + info.dark_current_dn_per_us * exposure_us
         record = self._calibration
         if record is not None and record.linear is not None:
             ratio = 1.0 if info.bit_depth == 0 else exposure_us / record.linear.exposure_us

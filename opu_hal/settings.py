@@ -47,9 +47,10 @@ class DeviceLimits(BaseModel):
 class DeviceInfo(BaseModel):
     """What a device says about itself when opened.
 
-    ``dark_level_dn`` and ``dn_per_intensity_per_us`` are the device's nominal
-    (factory) calibration: the mean count of an unlit pixel (DN) and the counts per unit
-    of ``|R x|^2`` per microsecond of exposure (DN/us). A calibration record replaces them.
+    ``dark_level_dn``, ``dark_current_dn_per_us`` and ``dn_per_intensity_per_us`` are the
+    device's nominal (factory) calibration: an unlit pixel reads ``dark_level_dn +
+    dark_current_dn_per_us * exposure_us`` on average, and a lit one adds
+    ``dn_per_intensity_per_us * exposure_us`` per unit of ``|R x|^2``. A calibration record replaces them.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -63,6 +64,7 @@ class DeviceInfo(BaseModel):
     bit_depth: int = Field(description="camera ADC bits (0: float intensities, no camera)")
     fidelity: Literal["physical", "ideal", "hardware"]
     default_exposure_us: float
-    dark_level_dn: float
+    dark_level_dn: float = Field(description="mean count of an unlit pixel at zero exposure (DN)")
+    dark_current_dn_per_us: float = Field(0.0, description="dark-current counts per us of exposure (DN/us)")
     dn_per_intensity_per_us: float
     limits: DeviceLimits

@@ -158,10 +158,15 @@ def test_n_components_above_the_camera_is_refused():
 
 def test_packed_input_of_wrong_dtype_or_length(ideal):
     n_bytes = -(-N_FEATURES // 8)
-    with pytest.raises(TypeError, match="^X: expected packed input of dtype uint8, got int64"):
+    with pytest.raises(TypeError, match="^X: expected packed data of dtype uint8, got dtype int64"):
         ideal.transform(np.zeros(n_bytes, dtype=np.int64), packed=True)
-    with pytest.raises(ValueError, match=rf"^X: expected packed rows of {n_bytes} bytes .*got shape \(2, {n_bytes - 1}\)"):
+    with pytest.raises(ValueError, match=rf"^X: expected a last axis of length .* = {n_bytes} .*got shape \(2, {n_bytes - 1}\)"):
         ideal.transform(np.zeros((2, n_bytes - 1), dtype=np.uint8), packed=True)
+    # 13 features in 2 bytes: a set padding bit means the rows were packed for another n_features.
+    with OPU("emu://?fidelity=ideal", n_components=10, progress=False) as opu:
+        opu.fit1d(n_features=13)
+        with pytest.raises(ValueError, match="^X: expected zero padding bits beyond n_features=13"):
+            opu.transform(np.full((2, 2), 255, dtype=np.uint8), packed=True)
 
 
 def test_unknown_url_scheme():

@@ -87,6 +87,19 @@ def test_physical_intensity_is_an_unbiased_estimate_of_the_true_intensity(query)
     assert abs(intercept) < 0.1 * one_dn
 
 
+def test_intensity_subtracts_the_dark_current_of_the_exposure_in_use():
+    # 1e6 e-/s of dark current: 200 e- (~4.3 DN) at the 200 us exposure used, 400 e- at the
+    # 400 us default; subtracting the default's dark level would bias the mean by ~4 %.
+    n, m, b = 256, 5_000, 20
+    rng = np.random.default_rng(3)
+    with emulator("emu://?dark_current_e_per_s=1e6", n_components=m, n_features=n, exposure_us=200.0) as opu:
+        x = binary(rng, b, n)
+        estimate = np.asarray(opu.transform(x, output="intensity"), dtype=np.float64).ravel()
+        truth = opu.backend.model.intensity(x).astype(np.float64).ravel()
+    # Standard error of the ratio as in the test above (laser jitter): 4.5e-4.
+    assert abs(estimate.sum() / truth.sum() - 1) < 0.005
+
+
 # ---------------------------------------------------------------------------- the matrix
 def test_transmission_matrix_entries_are_circular_gaussian_with_variance_one_over_n():
     n, m = 400, 500

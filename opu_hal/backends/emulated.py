@@ -27,7 +27,8 @@ def model_info(model: OPUModel, protocol_version: str, max_batch_frames: int) ->
         bit_depth=0 if model.ideal else p.bit_depth,
         fidelity=p.fidelity,
         default_exposure_us=p.exposure_us,
-        dark_level_dn=model.dark_level_dn(p.exposure_us),
+        dark_level_dn=model.dark_level_dn(0.0),
+        dark_current_dn_per_us=model.dark_level_dn(1.0) - model.dark_level_dn(0.0),
         dn_per_intensity_per_us=model.dn_per_intensity(1.0),
         limits=DeviceLimits(
             max_n_components=model.max_outputs(),
