@@ -9,11 +9,12 @@ smoke test of every path, not a measurement). Options: ``--seeds`` (default 3 fo
 
 Tasks (data shipped in a package or generated, see ``examples/dfa_common.py``), each trained
 in the modes ``bp``, ``digital``, ``optical`` and ``output`` (only the output layer trained)
-from the same initialisation per seed, Adam, batch 32 (the learning rates were chosen on a
-validation split of the training set, never on the test set):
+from the same initialisation per seed, batch 32 (optimisers and learning rates were chosen
+on a validation split of the training set, never on the test set):
 
-- ``mnist5k``: MLP 784-256-256-10 (tanh), 4,000 train / 1,000 test;
-- ``mnist1d``: MLP 40-256-256-10 (tanh), 4,000 / 1,000;
+- ``mnist5k``: MLP 784-256-256-10 (tanh), 4,000 train / 1,000 test, Adam lr 1e-3;
+- ``mnist1d``: MLP 40-256-256-10 (tanh), 4,000 / 1,000, SGD with Nesterov momentum 0.9, lr
+  0.03 (with Adam the first layer's alignment stays below 0.2);
 - ``transformer``: 2 causal pre-norm blocks (width 64, 4 heads, a marker after each block),
   next-token prediction on a random order-2 Markov chain over 8 symbols, 2,000 training
   sequences of 16 tokens, cosine learning-rate decay (the chain's entropy rate, the best
@@ -64,7 +65,10 @@ MODES = ("bp", "digital", "optical", "output")
 TASKS = ("mnist5k", "mnist1d", "transformer", "overhead")
 
 
-def verdict(ok: bool) -> str:
+def verdict(args: argparse.Namespace, ok: bool) -> str:
+    """The target check; with ``--quick`` (a smoke test, too short to learn) not judged."""
+    if args.quick:
+        return "  [--quick: not judged]"
     return "  [meets target]" if ok else "  [MISSES target]"
 
 
@@ -121,24 +125,25 @@ def bench_mnist5k(args: argparse.Namespace) -> None:
     results = run_task("mnist5k", data, lambda **kw: MLP([784, 256, 256, 10], **kw), args, seeds, args.epochs, lr=1e-3)
     acc = summarise("mnist5k", results, "test_accuracy")
     print(f"  digital DFA - BP: {acc['digital'] - acc['bp']:+.2f} points (target >= -1.5)"
-          + verdict(acc["digital"] - acc["bp"] >= -1.5))
+          + verdict(args, acc["digital"] - acc["bp"] >= -1.5))
     print(f"  optical DFA - digital DFA: {acc['optical'] - acc['digital']:+.2f} points (target >= -1.0)"
-          + verdict(acc["optical"] - acc["digital"] >= -1.0))
+          + verdict(args, acc["optical"] - acc["digital"] >= -1.0))
     low = min_alignment(results)
-    print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(low > 0.2))
+    print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(args, low > 0.2))
 
 
 def bench_mnist1d(args: argparse.Namespace) -> None:
     seeds = args.seeds or 1
     data = subset(mnist1d(), 500 if args.quick else None)
-    print(f"MNIST-1D (generated), MLP 40-256-256-10 tanh, {len(data.y_train):,} / {len(data.y_test):,}, Adam lr 1e-3, "
-          f"{args.epochs} epochs, {seeds} seed(s)")
-    results = run_task("mnist1d", data, lambda **kw: MLP([40, 256, 256, 10], **kw), args, seeds, args.epochs, lr=1e-3)
+    print(f"MNIST-1D (generated), MLP 40-256-256-10 tanh, {len(data.y_train):,} / {len(data.y_test):,}, SGD with "
+          f"Nesterov momentum 0.9, lr 0.03, {args.epochs} epochs, {seeds} seed(s)")
+    results = run_task("mnist1d", data, lambda **kw: MLP([40, 256, 256, 10], **kw), args, seeds, args.epochs, lr=0.03,
+                       optimiser="sgd")
     acc = summarise("mnist1d", results, "test_accuracy")
     gap = acc["optical"] - acc["output"]
-    print(f"  optical DFA - output layer only: {gap:+.2f} points (target >= 15)" + verdict(gap >= 15))
+    print(f"  optical DFA - output layer only: {gap:+.2f} points (target >= 15)" + verdict(args, gap >= 15))
     low = min_alignment(results)
-    print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(low > 0.2))
+    print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(args, low > 0.2))
 
 
 def bench_transformer(args: argparse.Namespace) -> None:
@@ -151,12 +156,12 @@ def bench_transformer(args: argparse.Namespace) -> None:
     results = run_task("transformer", data, build, args, seeds, args.transformer_epochs, lr=2e-3, cosine=True)
     loss = summarise("transformer", results, "test_loss")
     ratio = loss["optical"] / loss["bp"]
-    print(f"  optical DFA loss / BP loss: {ratio:.3f} (target <= 1.25)" + verdict(ratio <= 1.25))
+    print(f"  optical DFA loss / BP loss: {ratio:.3f} (target <= 1.25)" + verdict(args, ratio <= 1.25))
     print(f"  output layer only loss / optical DFA loss: {loss['output'] / loss['optical']:.3f} "
           f"(excess over the entropy rate: optical {loss['optical'] - entropy:.3f}, output only {loss['output'] - entropy:.3f})"
-          + verdict(loss["output"] - entropy > 2 * (loss["optical"] - entropy)))
+          + verdict(args, loss["output"] - entropy > 2 * (loss["optical"] - entropy)))
     low = min_alignment(results)
-    print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(low > 0.2))
+    print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(args, low > 0.2))
 
 
 def _cpu_times(steps: dict[str, Callable[[], None]], repeats: int) -> dict[str, float]:
@@ -216,7 +221,7 @@ def bench_overhead(args: argparse.Namespace) -> None:
     print(f"  step with DFA hooks {1e6 * t['hooks']:.0f} us, written by hand {1e6 * t['hand']:.0f} us, "
           f"backpropagation {1e6 * t['bp']:.0f} us, projection alone {1e6 * t['projection']:.0f} us (CPU time)")
     print(f"  hooks add {100 * overhead:+.1f} % to a hand-written digital DFA step beyond the projection "
-          "(target <= 10 %)" + verdict(overhead <= 0.10))
+          "(target <= 10 %)" + verdict(args, overhead <= 0.10))
 
 
 def main(argv: list[str] | None = None) -> int:

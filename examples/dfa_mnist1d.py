@@ -26,7 +26,8 @@ def main() -> None:
     torch.manual_seed(args.seed)
     opu = make_opu(args.seed) if args.mode == "optical" else None
     model = MLP([40, 256, 256, 10], mode=args.mode, opu=opu, seed=args.seed)
-    print(describe(train(model, mnist1d(), epochs=args.epochs, seed=args.seed, log=print)))
+    # SGD with momentum, chosen on a validation split: with Adam the first layer's DFA alignment stays below 0.2
+    print(describe(train(model, mnist1d(), epochs=args.epochs, lr=0.03, optimiser="sgd", seed=args.seed, log=print)))
 
 
 if __name__ == "__main__":
