@@ -2,9 +2,11 @@
 
 The backend *has* a :class:`~opu_hal.protocol.client.ProtocolClient`, which has a
 transport. A device call is sent as ACQUIRE requests of bit-packed DMD frames, at most
-``window`` in flight, so the next chunk is packed and uploaded while the device acquires
-the current one. A call of up to 16 MiB is one chunk (the emulator then computes exactly
-the batches ``emu://`` computes, so even float results agree bitwise). Replies are checked
+``window`` in flight, so the next chunk is packed (by a helper thread) and uploaded (by the
+client's writer thread) while the device acquires the current one; the camera frames of
+the replies are read straight into the call's output array. A call of up to 16 MiB is one
+chunk (the emulator then computes exactly the batches ``emu://`` computes, so even float
+results agree bitwise). Replies are checked
 (count, dtype, sizes, consecutive frame ids). When the device reboots mid-batch, the
 backend re-applies the configuration, restores the frame counter and clock, and resumes
 from the first chunk not yet received, so the batch comes out as if nothing happened.
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable, Iterator
 
@@ -89,6 +92,7 @@ class WireBackend(Backend):
         self._packer: DMDPacker | None = None
         self._counters: tuple[int, float] = (0, 0.0)  # device frame counter and clock (us) after the last reply
         self._applied: AppliedConfig | None = None
+        self._packing: ThreadPoolExecutor | None = None  # packs the next chunk while the current one is sent
 
     @property
     def hello(self) -> Hello:
@@ -115,6 +119,9 @@ class WireBackend(Backend):
             self.client.close()
         finally:
             self.client, self._packer = None, None
+            if self._packing is not None:
+                self._packing.shutdown(wait=False)
+                self._packing = None
             if self._release is not None:
                 self._release()
 
@@ -192,8 +199,16 @@ class WireBackend(Backend):
     ) -> Iterator[Request]:
         after = 0
         row = len(out) // bounds[-1][1]
-        for lo, hi in bounds[start:]:
-            packed = self._packer.pack(features[lo:hi])
+        if self._packing is None:
+            self._packing = ThreadPoolExecutor(max_workers=1, thread_name_prefix="opu-pack")
+        pack, packer = self._packing.submit, self._packer.pack
+        # each chunk is packed by a helper while the one before it goes out (numpy releases the GIL)
+        upcoming = pack(packer, features[slice(*bounds[start])])
+        for index in range(start, len(bounds)):
+            lo, hi = bounds[index]
+            packed = upcoming.result()
+            if index + 1 < len(bounds):
+                upcoming = pack(packer, features[slice(*bounds[index + 1])])
             seq = self.client.next_seq()
             head = {
                 "count": hi - lo,

@@ -12,7 +12,9 @@ re-configure and resume.
 from __future__ import annotations
 
 import logging
+import queue
 import random
+import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -36,7 +38,8 @@ from .messages import ErrorCode, decode_json, encode_json, error_to_exception
 
 logger = logging.getLogger(__name__)
 
-_READ_BYTES = 1 << 20
+_READ_BYTES = 1 << 16  # a read when no large frame is in progress (then read in place)
+_SMALL_FRAME = 1 << 16  # payload bytes: larger frames are written with their CRC summed alongside
 Pieces = list[bytes | memoryview]
 
 
@@ -88,6 +91,52 @@ class _Pending:
     corrupt: bool = False
 
 
+class _Writer:
+    """Writes frames in order from a thread of its own, so that the caller reads replies meanwhile."""
+
+    def __init__(self, transport: Transport) -> None:
+        self._transport = transport
+        self._jobs: queue.SimpleQueue[tuple[int, int, int, Pieces] | None] = queue.SimpleQueue()
+        self._unfinished = 0
+        self._generation = 0  # frames queued before discard() belong to an older one and are dropped
+        self._done = threading.Condition()
+        threading.Thread(target=self._run, name="opu-writer", daemon=True).start()
+
+    @property
+    def busy(self) -> bool:
+        """Whether frames are queued or being written."""
+        return self._unfinished > 0
+
+    def put(self, msg_type: int, seq: int, pieces: Pieces) -> None:
+        """Queue a frame (its pieces must not change until written)."""
+        with self._done:
+            self._unfinished += 1
+            self._jobs.put((self._generation, msg_type, seq, pieces))
+
+    def discard(self, timeout_s: float) -> None:
+        """Drop the frames not yet written; wait (at most ``timeout_s``) for the one being written to fail."""
+        with self._done:
+            self._generation += 1
+            self._done.wait_for(lambda: not self._unfinished, timeout_s)
+
+    def stop(self) -> None:
+        """End the thread once the queued frames are written."""
+        self._jobs.put(None)
+
+    def _run(self) -> None:
+        while (job := self._jobs.get()) is not None:
+            generation, msg_type, seq, pieces = job
+            try:
+                if generation == self._generation:
+                    write_frame(self._transport.write, msg_type, seq, pieces)
+            except TransportError as exc:
+                logger.info("send of seq %d failed: %s", seq, exc)  # the next read re-opens the link
+            finally:
+                with self._done:
+                    self._unfinished -= 1
+                    self._done.notify_all()
+
+
 class ProtocolClient:
     """Talks to one device over a transport (the client *has* the transport).
 
@@ -128,6 +177,7 @@ class ProtocolClient:
         self._seq = random.randrange(1, 2**31)
         self._pending: dict[int, _Pending] = {}
         self._in_handshake = False
+        self._writer: _Writer | None = None  # sends large frames while replies are read (full-duplex links)
 
     # ------------------------------------------------------------------ connection
     def connect(self) -> Hello:
@@ -189,6 +239,10 @@ class ProtocolClient:
             finally:
                 self.retries = retries
         self.transport.close()
+        self._stop_writing()
+        if self._writer is not None:
+            self._writer.stop()
+            self._writer = None
         self.hello = None
 
     # ------------------------------------------------------------------ requests
@@ -241,13 +295,25 @@ class ProtocolClient:
 
     def _send(self, pending: _Pending) -> None:
         request = pending.request
+        small = sum(len(p) for p in request.payload) <= _SMALL_FRAME
+        writer = self._writer
+        if not (small and (writer is None or not writer.busy)) and self.transport.full_duplex:
+            if writer is None:
+                writer = self._writer = _Writer(self.transport)
+            writer.put(request.type, pending.seq, request.payload)  # after the frames queued before it
+            return
         try:
-            if sum(len(p) for p in request.payload) <= 1 << 16:
+            if small:
                 self.transport.write(b"".join(encode_frame(request.type, pending.seq, request.payload)))
             else:
                 write_frame(self.transport.write, request.type, pending.seq, request.payload)
         except TransportError as exc:
             logger.info("send of seq %d failed: %s", pending.seq, exc)  # the next read re-opens the link
+
+    def _stop_writing(self) -> None:
+        """After the link was closed: drop the frames still queued (they are sent again on the new link)."""
+        if self._writer is not None:
+            self._writer.discard(self.transport.write_timeout_s)
 
     def _sink(self, msg_type: int, seq: int, length: int) -> memoryview | None:
         """Where a large reply's tail goes: its request's sink, if the reply answers it and is larger."""
@@ -276,8 +342,8 @@ class ProtocolClient:
         """Read what arrives until the first unanswered request's deadline; handle it."""
         first = next((p for p in queue if p.reply is None and not p.deferred), None)
         now = time.monotonic()
-        if first is not None and first.deadline is None:
-            first.deadline = now + self.timeout_s
+        if first is not None and (first.deadline is None or (self._writer is not None and self._writer.busy)):
+            first.deadline = now + self.timeout_s  # the silence timer runs once the requests are out
         wait = self.timeout_s if first is None else max(0.0, first.deadline - now)
         try:
             view = self._decoder.direct_view()
@@ -357,6 +423,7 @@ class ProtocolClient:
                 )
         logger.info("link lost (%s); reconnecting", reason)
         self.transport.close()
+        self._stop_writing()
         deadline = time.monotonic() + self.timeout_s
         while True:
             try:

@@ -19,13 +19,14 @@ search for a sync marker one byte after the failed one.
 
 from __future__ import annotations
 
+import os
 import struct
 import threading
 import zlib
 from concurrent.futures import Future, ThreadPoolExecutor
-from functools import lru_cache
 from dataclasses import dataclass
 from enum import IntEnum
+from functools import lru_cache
 from typing import Callable
 
 import numpy as np
@@ -159,6 +160,7 @@ class RunningCRC:
     """
 
     _executor: ThreadPoolExecutor | None = None
+    _executor_pid = 0
     _executor_lock = threading.Lock()
     BATCH = 1 << 20  # bytes handed to a helper at a time
     HELPERS = 2
@@ -197,8 +199,9 @@ class RunningCRC:
     @classmethod
     def _helpers(cls) -> ThreadPoolExecutor:
         with cls._executor_lock:
-            if cls._executor is None:
+            if cls._executor is None or cls._executor_pid != os.getpid():  # a forked child has no helper threads
                 cls._executor = ThreadPoolExecutor(max_workers=cls.HELPERS, thread_name_prefix="opu-crc")
+                cls._executor_pid = os.getpid()
             return cls._executor
 
 
@@ -383,6 +386,7 @@ class FrameDecoder:
             self._skip_to_sync(0)
             raise CorruptFrameError(f"corrupt payload in frame seq {seq} type {msg_type:#x} (CRC mismatch)", seq)
         return Frame(msg_type, seq, payload, payload_crc, length - split)
+
     def _skip_to_sync(self, start: int) -> None:
         buf = self._buf
         index = buf.find(SYNC, start)

@@ -28,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 Pieces = list[bytes | memoryview]
 _SMALL_FRAME = 1 << 16
-_READ_BYTES = 1 << 20
+_READ_BYTES = 1 << 16  # a read when no large frame is in progress (then read in place)
 
 
 class CommandError(Exception):

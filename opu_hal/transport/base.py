@@ -25,6 +25,9 @@ class Transport(ABC):
         Seconds ``write`` waits for the peer to accept at least one more byte.
     """
 
+    #: Whether one thread may write while another reads (then large frames go out from a thread of their own).
+    full_duplex = False
+
     def __init__(self, write_timeout_s: float = 10.0) -> None:
         _check_timeout(write_timeout_s, "write_timeout_s")
         self.write_timeout_s = float(write_timeout_s)

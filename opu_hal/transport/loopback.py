@@ -52,6 +52,8 @@ class _Pipe:
 class LoopbackTransport(Transport):
     """One end of a loopback pair; make pairs with :func:`loopback_pair`."""
 
+    full_duplex = True
+
     def __init__(self, incoming: _Pipe, outgoing: _Pipe, name: str) -> None:
         super().__init__()
         self._incoming, self._outgoing, self._name = incoming, outgoing, name

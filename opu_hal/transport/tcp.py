@@ -23,6 +23,8 @@ def split_host_port(location: str) -> tuple[str, int]:
 class TCPTransport(Transport):
     """A TCP connection to ``host:port`` (client side), or around an accepted socket (server side)."""
 
+    full_duplex = True
+
     def __init__(
         self, host: str = "", port: int = 0, *, sock: socket.socket | None = None, write_timeout_s: float = 10.0
     ) -> None:
