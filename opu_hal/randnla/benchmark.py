@@ -6,8 +6,8 @@ Sections (each printing ratios measured in the same run):
   rank plus noise); Frobenius error relative to the optimal rank-k error for the exact
   SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch and the OPU sketch at
   equal sketch size, with wall time and device frames.
-- ``trace``: Hutch++ (and the other estimators) with digital and OPU sketches over
-  repeated trials: median relative error and signed bias.
+- ``trace``: Hutch++, Nyström++ (and the other estimators) with digital and OPU sketches
+  over repeated trials: median relative error and signed bias, against digital Hutch++.
 - ``lstsq``: sketch-and-precondition against ``numpy.linalg.lstsq`` on an ill-conditioned problem.
 - ``dask``: rsvd of a matrix larger than one worker's memory limit on a ``LocalCluster``
   against the in-memory run.
@@ -25,7 +25,7 @@ import numpy as np
 from .lowrank import rsvd, single_view
 from .lstsq import lstsq
 from .sketch import GaussianSketch, OPUSketch, SparseSignSketch
-from .trace import hutchinson, hutchpp, na_hutchpp, xtrace
+from .trace import hutchinson, hutchpp, na_hutchpp, nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "poly 1/j": lambda j: 1.0 / j,
@@ -112,40 +112,55 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
 
 
 def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials: int, seed: int) -> list[dict[str, Any]]:
-    """Median relative error and signed bias over ``trials`` of each estimator, digital and OPU."""
+    """Median relative error and signed bias over ``trials`` of each estimator, digital and OPU.
+
+    Every product with A counts as a matvec, optical or digital. OPU Hutch++ and OPU
+    Nyström++ of a trial use the same optical sketch (one block of outputs for ``A S``, the
+    next for the test vectors), so their comparison is paired. ``vs Hutch++`` is the ratio of
+    median errors to digital Hutch++ (Gaussian vectors, same matvecs); ``vs same`` to the
+    digital run of the same estimator.
+    """
     k3, k4 = matvecs // 3, matvecs // 4
-    per_trial = 2 * k3 + 4 * k4  # OPU blocks: Hutch++ (S, G) and NA-Hutch++ (R, S, S, G)
+    per_trial = 2 * k3 + 4 * k4  # OPU blocks: Hutch++ and Nyström++ (S, G), NA-Hutch++ (R, S, S, G)
+    estimators = {"Hutchinson": (hutchinson, matvecs), "Hutch++": (hutchpp, k3), "Nystrom++": (nystrompp, k3),
+                  "NA-Hutch++": (na_hutchpp, k4), "XTrace": (xtrace, matvecs // 2)}
     print(f"\n== trace: {n} x {n} PSD, {matvecs} matvecs, {trials} trials ==")
-    print(f"{'matrix':<18}{'method':<22}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs digital':>11}{'frames':>9}")
+    print(f"{'matrix':<18}{'method':<22}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs Hutch++':>11}"
+          f"{'vs same':>8}{'frames':>9}")
     rows = []
     with opu_factory(trials * per_trial) as opu:
         for name, A in psd_matrices(n, seed).items():
             truth = float(np.trace(A))
-            digital: dict[str, list[float]] = {}
-            for method, fn in (("Hutchinson", hutchinson), ("Hutch++", hutchpp), ("NA-Hutch++", na_hutchpp),
-                               ("XTrace", xtrace)):
-                size = {"Hutchinson": matvecs, "Hutch++": k3, "NA-Hutch++": k4, "XTrace": matvecs // 2}[method]
-                digital[method] = [fn(A, GaussianSketch(n, size, seed + 1000 * t), matvecs=matvecs).estimate
-                                   for t in range(trials)]
-            optical: dict[str, list[float]] = {"Hutch++": [], "NA-Hutch++": []}
+            digital = {m: [fn(A, GaussianSketch(n, size, seed + 1000 * t), matvecs=matvecs).estimate
+                           for t in range(trials)] for m, (fn, size) in estimators.items()}
+            optical: dict[str, list[float]] = {"Hutch++": [], "Nystrom++": [], "NA-Hutch++": []}
             frames = 0
             for t in range(trials):
                 base = t * per_trial
-                r1 = hutchpp(A, OPUSketch(opu, n, k3, offset=base), matvecs=matvecs)
-                r2 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
+                range_sketch = OPUSketch(opu, n, k3, offset=base)
+                r1 = hutchpp(A, range_sketch, matvecs=matvecs)
+                r2 = nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
+                r3 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
                 optical["Hutch++"].append(r1.estimate)
-                optical["NA-Hutch++"].append(r2.estimate)
-                frames += r1.usage.frames + r2.usage.frames
-            table = [(f"digital {m}", v, None) for m, v in digital.items()]
+                optical["Nystrom++"].append(r2.estimate)
+                optical["NA-Hutch++"].append(r3.estimate)
+                frames += r1.usage.frames + r2.usage.frames + r3.usage.frames
+
+            def median(values: list[float]) -> float:
+                return float(np.median(np.abs((np.asarray(values) - truth) / truth)))
+
+            reference = median(digital["Hutch++"])
+            table = [(f"digital {m}", v, v) for m, v in digital.items()]
             table += [(f"OPU {m}", v, digital[m]) for m, v in optical.items()]
-            for method, values, ref in table:
+            for method, values, same in table:
                 rel = (np.asarray(values) - truth) / truth
-                med = float(np.median(np.abs(rel)))
-                ratio = med / float(np.median(np.abs((np.asarray(ref) - truth) / truth))) if ref is not None else 1.0
+                med = median(values)
                 se = float(np.std(rel) / np.sqrt(trials))
-                shown = frames if method.startswith("OPU Hutch++") else 0
-                print(f"{name:<18}{method:<22}{med:>13.2e}{np.mean(rel):>+10.2e}{se:>9.1e}{ratio:>11.2f}{shown:>9d}")
-                rows.append({"matrix": name, "method": method, "median": med, "bias": float(np.mean(rel)), "ratio": ratio})
+                shown = frames if method == "OPU Hutch++" else 0
+                print(f"{name:<18}{method:<22}{med:>13.2e}{np.mean(rel):>+10.2e}{se:>9.1e}{med / reference:>11.2f}"
+                      f"{med / median(same):>8.2f}{shown:>9d}")
+                rows.append({"matrix": name, "method": method, "median": med, "bias": float(np.mean(rel)),
+                             "bias_se": se, "ratio": med / reference, "ratio_same": med / median(same)})
     return rows
 
 
