@@ -31,7 +31,7 @@ from .frames import (
     Frame,
     FrameDecoder,
     MsgType,
-    encode_frame,
+    frame_bytes,
     write_frame,
 )
 from .messages import ErrorCode, decode_json, encode_json, error_to_exception
@@ -247,10 +247,23 @@ class ProtocolClient:
 
     # ------------------------------------------------------------------ requests
     def request(self, request: Request) -> Frame:
-        """Send one request and return its reply (an ERROR reply raises its exception)."""
-        for reply in self.pipeline([request], window=1):
-            return reply
-        raise AssertionError("unreachable: a pipeline of one request yields one reply")
+        """Send one request and return its reply (an ERROR reply raises its exception).
+
+        The pipeline of one request, without its bookkeeping: a small request's own
+        time is on the round trip of every command.
+        """
+        pending = _Pending(request.seq or self.next_seq(), request)
+        self._pending[pending.seq] = pending
+        queue = [pending]
+        try:
+            self._send(pending)
+            while pending.reply is None:
+                self._pump(queue)
+        finally:
+            self._pending.pop(pending.seq, None)
+        if pending.reply.type == MsgType.ERROR:
+            raise error_to_exception(pending.reply.payload)
+        return pending.reply
 
     def pipeline(self, requests: Iterable[Request], window: int) -> Iterator[Frame]:
         """Send requests with up to ``window`` in flight; yield their replies in order.
@@ -295,7 +308,7 @@ class ProtocolClient:
 
     def _send(self, pending: _Pending) -> None:
         request = pending.request
-        small = sum(len(p) for p in request.payload) <= _SMALL_FRAME
+        small = sum(map(len, request.payload)) <= _SMALL_FRAME
         writer = self._writer
         if not (small and (writer is None or not writer.busy)) and self.transport.full_duplex:
             if writer is None:
@@ -304,7 +317,7 @@ class ProtocolClient:
             return
         try:
             if small:
-                self.transport.write(b"".join(encode_frame(request.type, pending.seq, request.payload)))
+                self.transport.write(frame_bytes(request.type, pending.seq, request.payload))
             else:
                 write_frame(self.transport.write, request.type, pending.seq, request.payload)
         except TransportError as exc:

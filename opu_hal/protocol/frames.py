@@ -42,6 +42,7 @@ TRAILER_SIZE = 4
 DEFAULT_MAX_PAYLOAD = 64 * 2**20
 _DIRECT_ABOVE = 1 << 18  # frames with more than this still to come are read in place
 _PREFIX = struct.Struct("<2sBBII")
+_CRC = struct.Struct("<I")
 
 
 class MsgType(IntEnum):
@@ -242,9 +243,16 @@ def write_frame(
     write(struct.pack("<I", crc.value()))
 
 
-def frame_bytes(msg_type: int, seq: int, payload: bytes | list[bytes | memoryview] = b"") -> bytes:
-    """The whole frame as one bytes object."""
-    return b"".join(bytes(p) for p in encode_frame(msg_type, seq, payload))
+def frame_bytes(msg_type: int, seq: int, payload: bytes | bytearray | memoryview | list[bytes | memoryview] = b"") -> bytes:
+    """The whole frame as one bytes object: a small frame, written with one call."""
+    if not 0 <= seq <= 0xFFFFFFFF:
+        raise ValueError(f"seq: expected a uint32, got {seq}")
+    if isinstance(payload, list):
+        payload = b"".join(payload)
+    elif not isinstance(payload, bytes):
+        payload = bytes(memoryview(payload).cast("B"))
+    prefix = _PREFIX.pack(SYNC, PROTOCOL_MAJOR, msg_type, seq, len(payload))
+    return b"".join((prefix, _CRC.pack(zlib.crc32(prefix)), payload, _CRC.pack(zlib.crc32(payload))))
 
 
 #: Called as ``sink(type, seq, length)`` when a large frame's header arrives; returns a
@@ -295,7 +303,7 @@ class FrameDecoder:
         if self._big is not None:
             return max(1, self._length + TRAILER_SIZE - self._filled)
         buf = self._buf
-        if len(buf) >= HEADER_SIZE and buf[:2] == SYNC:
+        if len(buf) >= HEADER_SIZE and buf.startswith(SYNC):
             _, _, _, _, length, _ = HEADER.unpack_from(buf)
             if length <= self.max_payload:
                 return max(1, HEADER_SIZE + length + TRAILER_SIZE - len(buf))
@@ -325,7 +333,7 @@ class FrameDecoder:
         """
         if self._big is None:
             buf = self._buf
-            if len(buf) < HEADER_SIZE or buf[:2] != SYNC:
+            if len(buf) < HEADER_SIZE or not buf.startswith(SYNC):
                 return None
             _, version, msg_type, seq, length, header_crc = HEADER.unpack_from(buf)
             if zlib.crc32(memoryview(buf)[:12]) != header_crc or version != PROTOCOL_MAJOR or length > self.max_payload:
@@ -403,7 +411,7 @@ class FrameDecoder:
         while True:
             if not buf:
                 return None
-            if buf[:2] != SYNC:
+            if not buf.startswith(SYNC):
                 self._skip_to_sync(0)  # leaves a sync marker first, a lone first sync byte, or nothing
                 if len(buf) < 2:
                     return None

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from ..errors import ProtocolError
 from ..transport import Transport, TransportError
-from .frames import DEFAULT_MAX_PAYLOAD, CorruptFrameError, Frame, FrameDecoder, MsgType, encode_frame, write_frame
+from .frames import DEFAULT_MAX_PAYLOAD, CorruptFrameError, Frame, FrameDecoder, MsgType, frame_bytes, write_frame
 from .messages import ErrorCode, decode_json, encode_json, error_payload
 
 logger = logging.getLogger(__name__)
@@ -166,8 +166,8 @@ class ServerLink:
         """Write one frame (``known_crcs``: CRC-32 of pieces by index, if known); False if the link is down."""
         try:
             with self._write_lock:
-                if sum(len(p) for p in pieces) <= _SMALL_FRAME:
-                    self.transport.write(b"".join(encode_frame(msg_type, seq, pieces)))
+                if sum(map(len, pieces)) <= _SMALL_FRAME:
+                    self.transport.write(frame_bytes(msg_type, seq, pieces))
                 else:
                     write_frame(self.transport.write, msg_type, seq, pieces, known_crcs=known_crcs)
             return True
@@ -193,18 +193,19 @@ class ServerLink:
         worker.start()
         ticker.start()
         decoder = FrameDecoder(self.max_payload)
+        transport, running = self.transport, self._running
         try:
-            while self._running.is_set():
+            while running.is_set():
                 try:
                     view = decoder.direct_view()
                     if view is not None:
                         try:
-                            received = self.transport.read_into(view, 0.2)
+                            received = transport.read_into(view, 0.2)
                         finally:
                             view.release()  # the decoder may resize its buffer once the frame is complete
                         decoder.filled(received)
                     else:
-                        data = self.transport.read(max(decoder.need(), _READ_BYTES), 0.2)
+                        data = transport.read(max(decoder.need(), _READ_BYTES), 0.2)
                         received = len(data)
                         decoder.feed(data)
                 except TransportError:

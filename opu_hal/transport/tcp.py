@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
-import select
+import math
 import socket
-import time
-from typing import Any, Callable
+import struct
+from typing import Any
 
 from .base import Transport, TransportError
 
 _SOCKET_BUFFER = 4 * 2**20  # bytes the kernel buffers each way (fewer stalls on bulk data)
+_TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
+# A read timeout already set is kept if at most this much longer than asked (seconds): the
+# kernel rounds it up to its clock tick (1-10 ms) anyway, and a read saves a system call.
+_TIMEOUT_SLACK_S = 0.002
 
 
 def split_host_port(location: str) -> tuple[str, int]:
@@ -21,7 +25,12 @@ def split_host_port(location: str) -> tuple[str, int]:
 
 
 class TCPTransport(Transport):
-    """A TCP connection to ``host:port`` (client side), or around an accepted socket (server side)."""
+    """A TCP connection to ``host:port`` (client side), or around an accepted socket (server side).
+
+    The socket blocks, its waits bounded by the kernel (``SO_RCVTIMEO``, ``SO_SNDTIMEO``):
+    a read is one system call that sleeps until data or the deadline, so a reply is
+    handed over as soon as the process wakes, with no ``poll`` round before it.
+    """
 
     full_duplex = True
 
@@ -30,34 +39,35 @@ class TCPTransport(Transport):
     ) -> None:
         super().__init__(write_timeout_s)
         self.host, self.port = host, port
-        self._sock = sock
+        self._sock: socket.socket | None = None
+        self._read_timeout_s: float | None = None  # the SO_RCVTIMEO set, seconds
+        self._write_timeout_s: float | None = None  # the SO_SNDTIMEO set, seconds
         if sock is not None:
-            self._setup(sock)
+            self._attach(sock)
             self._open = True
 
     def __repr__(self) -> str:
         return f"TCPTransport({self.host}:{self.port})"
 
-    @staticmethod
-    def _setup(sock: socket.socket) -> None:
+    def _attach(self, sock: socket.socket) -> None:
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         for option in (socket.SO_SNDBUF, socket.SO_RCVBUF):
             sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
-        sock.setblocking(False)
+        sock.settimeout(None)  # blocking: the kernel bounds every wait
+        self._sock, self._read_timeout_s, self._write_timeout_s = sock, None, None
 
     def _do_open(self, timeout_s: float) -> None:
         try:
             sock = socket.create_connection((self.host, self.port), timeout=timeout_s)
         except OSError as exc:
             raise TransportError(f"cannot connect to {self.host}:{self.port} within {timeout_s} s: {exc}") from exc
-        self._setup(sock)
-        self._sock = sock
+        self._attach(sock)
 
     def _do_close(self) -> None:
         sock, self._sock = self._sock, None
         if sock is not None:
             try:
-                sock.shutdown(socket.SHUT_RDWR)
+                sock.shutdown(socket.SHUT_RDWR)  # wakes a thread blocked in a read or write
             except OSError:
                 pass
             sock.close()
@@ -66,51 +76,54 @@ class TCPTransport(Transport):
         sock = self._sock
         if sock is None:
             raise TransportError(f"{self}: the link is closed")
-        while len(data):
+        if self.write_timeout_s != self._write_timeout_s:
             try:
-                sent = sock.send(data)
-            except BlockingIOError:
-                sent = 0
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(self.write_timeout_s))
             except OSError as exc:
                 raise TransportError(f"{self}: write failed: {exc}") from exc
-            if sent:
-                data = data[sent:]
-                continue
+            self._write_timeout_s = self.write_timeout_s
+        while len(data):
             try:
-                _, writable, _ = select.select([], [sock], [], self.write_timeout_s)
-            except (OSError, ValueError) as exc:  # closed by another thread
+                sent = sock.send(data)  # sleeps at most SO_SNDTIMEO for the peer to accept a byte
+            except BlockingIOError:
+                raise TransportError(f"{self}: the peer accepted no data for {self.write_timeout_s} s") from None
+            except OSError as exc:
                 raise TransportError(f"{self}: write failed: {exc}") from exc
-            if not writable:
-                raise TransportError(f"{self}: the peer accepted no data for {self.write_timeout_s} s")
+            data = data[sent:]
 
     def _do_read(self, max_bytes: int, timeout_s: float) -> bytes:
-        return self._receive(lambda sock: sock.recv(max_bytes), timeout_s) or b""
+        return self._receive(False, max_bytes, timeout_s) or b""
 
     def _do_read_into(self, buffer: memoryview, timeout_s: float) -> int:
-        return self._receive(lambda sock: sock.recv_into(buffer), timeout_s) or 0
+        return self._receive(True, buffer, timeout_s) or 0
 
-    def _receive(self, call: Callable[[socket.socket], Any], timeout_s: float) -> Any:
-        """``call(sock)`` once data is there (None/0 on timeout); raises TransportError when the peer closed."""
+    def _receive(self, into: bool, target: Any, timeout_s: float) -> Any:
+        """``recv_into(target)`` or ``recv(target)``: data, or None once ``timeout_s`` seconds passed
+        without any; raises TransportError when the peer closed."""
         sock = self._sock
         if sock is None:
             raise TransportError(f"{self}: the link is closed")
-        deadline = time.monotonic() + timeout_s
-        while True:
-            try:
-                data = call(sock)
-            except BlockingIOError:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    return None
-                try:
-                    readable, _, _ = select.select([sock], [], [], remaining)
-                except (OSError, ValueError) as exc:  # closed by another thread
-                    raise TransportError(f"{self}: read failed: {exc}") from exc
-                if not readable:
-                    return None
-                continue
-            except OSError as exc:
-                raise TransportError(f"{self}: read failed: {exc}") from exc
-            if not data:
-                raise TransportError(f"{self}: the peer closed the connection")
-            return data
+        flags = 0
+        try:
+            if timeout_s <= 0:
+                flags = socket.MSG_DONTWAIT
+            elif not timeout_s <= (self._read_timeout_s or -1.0) <= timeout_s + _TIMEOUT_SLACK_S:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(timeout_s))
+                self._read_timeout_s = timeout_s
+            data = sock.recv_into(target, 0, flags) if into else sock.recv(target, flags)
+        except BlockingIOError:  # the timeout passed
+            return None
+        except (OSError, ValueError) as exc:  # also closed by another thread
+            raise TransportError(f"{self}: read failed: {exc}") from exc
+        if not data:
+            raise TransportError(f"{self}: the peer closed the connection")
+        return data
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO, rounded up to whole microseconds (never 0: no limit)."""
+    whole = int(seconds)
+    micros = math.ceil((seconds - whole) * 1e6)
+    if micros >= 1_000_000:
+        whole, micros = whole + 1, micros - 1_000_000
+    return _TIMEVAL.pack(whole, micros or (0 if whole else 1))
