@@ -1,12 +1,15 @@
 """Trace estimators: unbiasedness and variance reduction against theory; triangle counting."""
 
+from functools import partial
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
+from scipy.sparse.linalg import LinearOperator
 
 from opu_hal import OPU
 from opu_hal.randnla import GaussianSketch, OPUSketch, hutchinson, hutchpp, na_hutchpp, trace, triangle_count, xtrace
-from opu_hal.randnla.trace import nystrompp
+from opu_hal.randnla.trace import hutchpp_sizes, nystrompp
 
 N = 80
 
@@ -17,7 +20,8 @@ def psd():
     return (V / np.arange(1, N + 1)) @ V.T
 
 
-@pytest.mark.parametrize("estimator", [hutchinson, hutchpp, na_hutchpp, xtrace, nystrompp])
+@pytest.mark.parametrize("estimator", [hutchinson, hutchpp, partial(hutchpp, power_iters=1), na_hutchpp, xtrace,
+                                       nystrompp])
 def test_estimators_are_unbiased_within_four_standard_errors(estimator, psd):
     truth = np.trace(psd)
     rel = np.array([(estimator(psd, seed=s, matvecs=24).estimate - truth) / truth for s in range(150)])
@@ -74,10 +78,55 @@ def test_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spect
     assert np.median(np.abs(nys)) < np.median(np.abs(hpp))  # paired: the same optical sketches
 
 
-@pytest.mark.parametrize("estimator", [hutchpp, nystrompp])
-def test_exact_when_the_sketch_spans_the_whole_space(estimator, psd):
+def test_hutchpp_with_one_digital_power_step_on_the_opu_is_within_2x_of_digital_hutchpp():
+    # 300 x 300, eigenvalues 1/j^2, 48 matvecs: with power_iters=1, 14 optical columns, 14 + 14
+    # digital products and 6 Hutchinson vectors. Plain OPU Hutch++ is 2.0x-3.0x digital
+    # Hutch++ here; one power step gave 0.99x-1.60x (device seeds 0-3, 64 trials). The
+    # median of 64 trials has a relative spread of ~1.17 / sqrt(64) = 15 % (400 digital
+    # trials: 6 %), so the 2x bound (the issue's target) sits ~2.9 spreads above the typical 1.3x.
+    n, matvecs, trials = 300, 48, 64
+    k, m = hutchpp_sizes(matvecs, 1)
+    assert (k, m) == (14, 6)
+    V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+    A = (V / np.arange(1, n + 1) ** 2) @ V.T
+    truth = np.trace(A)
+    digital = [(hutchpp(A, GaussianSketch(n, 16, 1000 + t), matvecs=matvecs).estimate - truth) / truth
+               for t in range(400)]
+    optical = []
+    with OPU("emu://", n_components=2 * k * trials, seed=0, progress=False) as opu:
+        for t in range(trials):
+            result = hutchpp(A, OPUSketch(opu, n, k, offset=2 * k * t), matvecs=matvecs, power_iters=1)
+            assert result.matvecs == matvecs
+            optical.append((result.estimate - truth) / truth)
+    optical = np.array(optical)
+    assert abs(optical.mean()) < 4 * optical.std() / np.sqrt(trials)
+    assert np.median(np.abs(optical)) < 2 * np.median(np.abs(digital))
+
+
+@pytest.mark.parametrize("power_iters", [1, 2])
+@pytest.mark.parametrize("matvecs", [5, 17, 48, 96, 101])
+def test_hutchpp_with_power_steps_spends_exactly_matvecs_products(power_iters, matvecs, psd):
+    # 5 with q = 1: k = 1, m = 2 > k, so the test vectors come from two fresh blocks
+    columns = []
+
+    def product(X):
+        X = np.asarray(X).reshape(N, -1)
+        columns.append(X.shape[1])
+        return psd @ X
+
+    counting = LinearOperator((N, N), matvec=product, matmat=product, dtype=np.float64)
+    k, m = hutchpp_sizes(matvecs, power_iters)
+    assert k >= 1 and m >= 1
+    result = hutchpp(counting, GaussianSketch(N, k, 3), matvecs=matvecs, power_iters=power_iters)
+    assert result.matvecs == matvecs == sum(columns) == (power_iters + 2) * k + m
+    assert hutchpp_sizes(96, 1) == (28, 12)
+
+
+@pytest.mark.parametrize("estimator, matvecs", [(hutchpp, 3 * N), (nystrompp, 3 * N),
+                                                (partial(hutchpp, power_iters=1), 275)])
+def test_exact_when_the_sketch_spans_the_whole_space(estimator, matvecs, psd):
     # k = n: Q spans R^n, the deflated part is zero and the estimate is tr(A) exactly
-    assert estimator(psd, matvecs=3 * N).estimate == pytest.approx(np.trace(psd), rel=1e-10)
+    assert estimator(psd, matvecs=matvecs).estimate == pytest.approx(np.trace(psd), rel=1e-10)
 
 
 def test_triangle_count_is_trace_of_cube_over_six_with_digital_and_optical_range():
@@ -107,6 +156,14 @@ def test_trace_rejects_bad_arguments(psd):
         triangle_count(np.array([[0.0, 2.0], [2.0, 0.0]]), matvecs=6)
     with pytest.raises(ValueError, match="matvecs: expected an integer from 3"):
         hutchpp(psd, matvecs=2)
+    with pytest.raises(ValueError, match="matvecs: expected an integer from 4 to inf, got 3"):
+        hutchpp(psd, matvecs=3, power_iters=1)
+    with pytest.raises(ValueError, match="power_iters: expected an integer from 0 to inf, got -1"):
+        hutchpp(psd, power_iters=-1)
+    with pytest.raises(TypeError, match="power_iters: expected an integer, got float 1.0"):
+        hutchpp(psd, power_iters=1.0)
+    with pytest.raises(ValueError, match="sketch: expected size 28 for this number of matvecs, got 32"):
+        hutchpp(psd, GaussianSketch(N, 32), matvecs=96, power_iters=1)
     indefinite = psd - 2 * np.trace(psd) / N * np.eye(N)
     with pytest.raises(ValueError, match="A: expected a symmetric positive semi-definite matrix, got Ritz value"):
         nystrompp(indefinite, matvecs=24)

@@ -13,7 +13,7 @@ from .linops import Matrix, as_matrix
 from .lowrank import NystromResult, RangeResult, SingleViewSketch, SVDResult, nystrom, range_finder, rsvd, single_view
 from .lstsq import LstsqResult, lstsq
 from .sketch import GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
-from .trace import TraceResult, hutchinson, hutchpp, na_hutchpp, nystrompp, trace, triangle_count, xtrace
+from .trace import TraceResult, hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, trace, triangle_count, xtrace
 
 __all__ = [
     "GaussianSketch",
@@ -33,6 +33,7 @@ __all__ = [
     "as_matrix",
     "hutchinson",
     "hutchpp",
+    "hutchpp_sizes",
     "lstsq",
     "make_sketch",
     "na_hutchpp",

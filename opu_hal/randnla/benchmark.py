@@ -6,8 +6,9 @@ Sections (each printing ratios measured in the same run):
   rank plus noise); Frobenius error relative to the optimal rank-k error for the exact
   SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch and the OPU sketch at
   equal sketch size, with wall time and device frames.
-- ``trace``: Hutch++, Nyström++ (and the other estimators) with digital and OPU sketches
-  over repeated trials: median relative error and signed bias, against digital Hutch++.
+- ``trace``: Hutch++ (also with one digital power step), Nyström++ (and the other
+  estimators) with digital and OPU sketches over repeated trials: median relative error
+  and signed bias, against digital Hutch++.
 - ``lstsq``: sketch-and-precondition against ``numpy.linalg.lstsq`` on an ill-conditioned problem.
 - ``dask``: rsvd of a matrix larger than one worker's memory limit on a ``LocalCluster``
   against the in-memory run.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import argparse
 import resource
 import time
+from functools import partial
 from typing import Any, Callable
 
 import numpy as np
@@ -25,7 +27,7 @@ import numpy as np
 from .lowrank import rsvd, single_view
 from .lstsq import lstsq
 from .sketch import GaussianSketch, OPUSketch, SparseSignSketch
-from .trace import hutchinson, hutchpp, na_hutchpp, nystrompp, xtrace
+from .trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "poly 1/j": lambda j: 1.0 / j,
@@ -118,14 +120,20 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
     Nyström++ of a trial use the same optical sketch (one block of outputs for ``A S``, the
     next for the test vectors), so their comparison is paired. ``vs Hutch++`` is the ratio of
     median errors to digital Hutch++ (Gaussian vectors, same matvecs); ``vs same`` to the
-    digital run of the same estimator.
+    digital run of the same estimator. ``Hutch++ (1 digital power step)`` is :func:`hutchpp`
+    with ``power_iters=1`` (k1 = floor(7 matvecs / 24) optical columns, 2 k1 digital products,
+    the rest Hutchinson vectors); its OPU run takes the first k1 outputs of the Hutch++ block
+    and the k1 after them, so it is paired with plain OPU Hutch++ at no extra frame.
     """
     k3, k4 = matvecs // 3, matvecs // 4
+    k1 = hutchpp_sizes(matvecs, 1)[0]  # <= k3: fits in the Hutch++ blocks (S, G)
     per_trial = 2 * k3 + 4 * k4  # OPU blocks: Hutch++ and Nyström++ (S, G), NA-Hutch++ (R, S, S, G)
-    estimators = {"Hutchinson": (hutchinson, matvecs), "Hutch++": (hutchpp, k3), "Nystrom++": (nystrompp, k3),
+    powered = "Hutch++ (1 digital power step)"
+    estimators = {"Hutchinson": (hutchinson, matvecs), "Hutch++": (hutchpp, k3),
+                  powered: (partial(hutchpp, power_iters=1), k1), "Nystrom++": (nystrompp, k3),
                   "NA-Hutch++": (na_hutchpp, k4), "XTrace": (xtrace, matvecs // 2)}
     print(f"\n== trace: {n} x {n} PSD, {matvecs} matvecs, {trials} trials ==")
-    print(f"{'matrix':<18}{'method':<22}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs Hutch++':>11}"
+    print(f"{'matrix':<18}{'method':<40}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs Hutch++':>11}"
           f"{'vs same':>8}{'frames':>9}")
     rows = []
     with opu_factory(trials * per_trial) as opu:
@@ -133,7 +141,7 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
             truth = float(np.trace(A))
             digital = {m: [fn(A, GaussianSketch(n, size, seed + 1000 * t), matvecs=matvecs).estimate
                            for t in range(trials)] for m, (fn, size) in estimators.items()}
-            optical: dict[str, list[float]] = {"Hutch++": [], "Nystrom++": [], "NA-Hutch++": []}
+            optical: dict[str, list[float]] = {"Hutch++": [], powered: [], "Nystrom++": [], "NA-Hutch++": []}
             frames = 0
             for t in range(trials):
                 base = t * per_trial
@@ -141,10 +149,12 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
                 r1 = hutchpp(A, range_sketch, matvecs=matvecs)
                 r2 = nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
                 r3 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
+                r4 = hutchpp(A, range_sketch.block(base, k1), matvecs=matvecs, power_iters=1)  # cached: no new frames
                 optical["Hutch++"].append(r1.estimate)
+                optical[powered].append(r4.estimate)
                 optical["Nystrom++"].append(r2.estimate)
                 optical["NA-Hutch++"].append(r3.estimate)
-                frames += r1.usage.frames + r2.usage.frames + r3.usage.frames
+                frames += r1.usage.frames + r2.usage.frames + r3.usage.frames + r4.usage.frames
 
             def median(values: list[float]) -> float:
                 return float(np.median(np.abs((np.asarray(values) - truth) / truth)))
@@ -157,7 +167,7 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
                 med = median(values)
                 se = float(np.std(rel) / np.sqrt(trials))
                 shown = frames if method == "OPU Hutch++" else 0
-                print(f"{name:<18}{method:<22}{med:>13.2e}{np.mean(rel):>+10.2e}{se:>9.1e}{med / reference:>11.2f}"
+                print(f"{name:<18}{method:<40}{med:>13.2e}{np.mean(rel):>+10.2e}{se:>9.1e}{med / reference:>11.2f}"
                       f"{med / median(same):>8.2f}{shown:>9d}")
                 rows.append({"matrix": name, "method": method, "median": med, "bias": float(np.mean(rel)),
                              "bias_se": se, "ratio": med / reference, "ratio_same": med / median(same)})

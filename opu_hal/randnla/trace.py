@@ -11,27 +11,41 @@ for an OPU: its noise only changes which subspace is deflated, never the expecta
 Matvec count: every product of A with a vector counts once, optical or digital. With
 ``matvecs = 3k``, Hutch++ and Nyström++ spend k optical products (``A S``, through the
 sketch), k digital products (``A Q``) and k digital Hutchinson products (``A G``).
+:func:`hutchpp` with ``power_iters=q >= 1`` spends exactly ``matvecs``: k optical, q k
+digital power-step products, k digital ``A Q`` and m = matvecs - (q + 2) k Hutchinson
+products (:func:`hutchpp_sizes`; 28 + 28 + 28 + 12 at 96 with q = 1).
 
-Why :func:`nystrompp` for PSD matrices with the OPU. The camera noise in the optical
-range sketch ``Y = A S + E`` puts noise directions into ``Q = orth(Y)``, so Hutch++'s
-projection deflation ``tr(Q^T A Q)`` removes less of the top eigenspace than a Gaussian
-sketch would: at 96 matvecs on 1,000 x 1,000 PSD test matrices (emulator, physical
-fidelity, 8-bit camera) its median error was 1.33x, 5.23x, 1.98x and 1.77x that of
-digital Hutch++ (spectra 1/j, 1/j^2, 0.9^j, 20 + 1 % floor; 40 OPU trials against 256
-digital ones). Nyström++ uses the products ``Z = A Q`` that Hutch++ spends on
-``tr(Q^T A Q)`` to form the Nyström approximation ``Z (Q^T Z)^+ Z^T`` instead, whose
-range is ``A Q = A^2 S + A E``: the noise is filtered by A itself, as in a power step,
-at no extra product. The same split then gave 0.96x, 1.24x, 0.71x and 0.67x the digital
-Hutch++ error with signed biases of -0.17 %, -0.01 %, -0.06 % and +0.002 % (each within
-2 standard errors of 0); ``opu-hal bench randnla --sections trace`` (32 trials each) prints
-1.13x, 1.01x, 0.69x and 1.28x with biases below 0.2 %. The alternatives measured on the same optical data: using the
-realized OPU matrix as test matrix and ``A S`` digitally (1.17x-1.24x, but then the OPU
-only supplies random numbers); one digital power step ``Q = orth(A Y)`` with fewer
-Hutchinson vectors (24 x 3 + 24: up to 2.05x; 28 x 3 + 12: 0.94x-1.57x); truncating Q to
-its top 16 or 24 Ritz vectors (up to 24x worse); NA-Hutch++ (2.6x-16x). The digital twin of
-Nyström++ (a Gaussian S, same split) is 0.63x-0.83x digital Hutch++, so against the same
-algorithm the optical noise costs 0.97x-1.58x. The Nyström approximation needs a
-symmetric positive semi-definite A; :func:`hutchpp` stays the estimator for other matrices.
+The camera noise in the optical range sketch ``Y = A S + E`` puts noise directions into
+``Q = orth(Y)``, so Hutch++'s projection deflation ``tr(Q^T A Q)`` removes less of the
+top eigenspace than a Gaussian sketch would: at 96 matvecs on 1,000 x 1,000 PSD test
+matrices (emulator, physical fidelity, 8-bit camera) its median error was 1.33x, 5.23x,
+1.98x and 1.77x that of digital Hutch++ (spectra 1/j, 1/j^2, 0.9^j, 20 + 1 % floor; 40
+OPU trials against 256 digital ones). Two fixes filter the noise through A itself:
+
+- Any square A: ``hutchpp(..., power_iters=1)``, one digital subspace-iteration step
+  ``Q = orth(A orth(Y))``, whose range ``A^2 S + A E`` damps the noise as A damps its
+  tail, paid for with fewer Hutchinson vectors (28 x 3 + 12 at 96). It gave 1.53x,
+  1.47x, 1.57x and 0.94x digital Hutch++ in the exploration above;
+  ``opu-hal bench randnla --sections trace`` (32 trials, paired with plain OPU Hutch++)
+  prints 1.33x, 1.46x, 1.42x and 1.82x with signed biases of +0.06 %, +0.03 %, -0.06 %
+  and +0.002 % (each within 1.4 standard errors of 0). The split 24 x 3 + 24 was worse
+  (up to 2.05x): the residual after a power step is small, so range columns are worth
+  more than Hutchinson vectors. Its digital twin (Gaussian S) is 1.5x-2.1x digital
+  Hutch++: the power step costs a Gaussian sketch more than it gains.
+- Symmetric PSD A: :func:`nystrompp` uses the products ``Z = A Q`` that Hutch++ spends on
+  ``tr(Q^T A Q)`` to form the Nyström approximation ``Z (Q^T Z)^+ Z^T`` instead, whose
+  range is ``A Q = A^2 S + A E``, at no extra product and with the equal split. It gave
+  0.96x, 1.24x, 0.71x and 0.67x the digital Hutch++ error with signed biases of -0.17 %,
+  -0.01 %, -0.06 % and +0.002 % (each within 2 standard errors of 0); the bench prints
+  1.13x, 1.01x, 0.69x and 1.28x with biases below 0.2 %. Its digital twin (a Gaussian S,
+  same split) is 0.63x-0.83x digital Hutch++, so against the same algorithm the optical
+  noise costs 0.97x-1.58x. The Nyström approximation needs a symmetric positive
+  semi-definite A.
+
+Other alternatives measured on the same optical data: using the realized OPU matrix as
+test matrix and ``A S`` digitally (1.17x-1.24x, but then the OPU only supplies random
+numbers); truncating Q to its top 16 or 24 Ritz vectors (up to 24x worse); NA-Hutch++
+(2.6x-16x).
 """
 
 from __future__ import annotations
@@ -107,18 +121,60 @@ def _hutchpp_from_range(A: Matrix, Y: np.ndarray, G: np.ndarray) -> float:
     return head + float(np.einsum("ij,ij->", G, A.matmat(G)) / G.shape[1])
 
 
-def hutchpp(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
-    """Hutch++ (Meyer, Musco, Musco, Woodruff 2021) with ``matvecs`` products: k = matvecs // 3.
+def hutchpp_sizes(matvecs: int, power_iters: int = 0) -> tuple[int, int]:
+    """Range columns k (the size the sketch of :func:`hutchpp` must have) and Hutchinson vectors m.
 
-    ``A S`` (k columns) through the sketch, ``A Q`` and the Hutchinson part on the
-    deflated matrix with k test vectors from ``sketch.fresh()``.
+    q = ``power_iters`` = 0: the textbook split k = m = matvecs // 3 (3k products). q >= 1:
+    the q power steps and ``A Q`` spend (q + 1) k digital products beside the k of ``A S``,
+    and fewer Hutchinson vectors are kept, m ~ 3k/7 (the split measured best at q = 1):
+    k = floor(7 matvecs / (7 (q + 2) + 3)) and m = matvecs - (q + 2) k >= 1, which spends
+    exactly ``matvecs`` (28 + 28 + 28 + 12 at 96 with q = 1).
     """
-    A, k = _prepare(A, matvecs, 3)
+    power_iters = check_int(power_iters, "power_iters", low=0)
+    if power_iters == 0:
+        k = check_int(matvecs, "matvecs", low=3) // 3
+        return k, k
+    matvecs = check_int(matvecs, "matvecs", low=power_iters + 3)
+    k = 7 * matvecs // (7 * (power_iters + 2) + 3)
+    return k, matvecs - (power_iters + 2) * k
+
+
+def _fresh_vectors(sketch: SketchOperator, count: int) -> np.ndarray:
+    """``count`` test vectors from the blocks following ``sketch`` (``fresh()``, then its ``fresh()``, ...)."""
+    blocks, have = [], 0
+    while have < count:
+        sketch = sketch.fresh()
+        blocks.append(_test_vectors(sketch)[:, : count - have])
+        have += blocks[-1].shape[1]
+    return np.hstack(blocks)
+
+
+def hutchpp(
+    A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0, power_iters: int = 0
+) -> TraceResult:
+    """Hutch++ (Meyer, Musco, Musco, Woodruff 2021) with ``matvecs`` products, any square A.
+
+    ``A S`` (k columns, through the sketch: optically for an OPU), ``power_iters`` digital
+    subspace-iteration steps ``Q <- orth(A Q)`` (k products each), ``A Q`` and Hutchinson
+    on the deflated matrix with m test vectors from ``sketch.fresh()`` (and the blocks
+    after it when m > k). With ``power_iters=0``, k = m = matvecs // 3; with q >= 1,
+    k = floor(7 matvecs / (7 (q + 2) + 3)) and m = matvecs - (q + 2) k (exactly ``matvecs``
+    products; at 96 with q = 1: 28 optical, 28 + 28 digital, 12 Hutchinson). The sketch
+    must have k columns. One power step filters the camera noise of an optical ``A S``
+    through A before Q is formed, which brings OPU Hutch++ within 2x of digital Hutch++
+    (see the module notes). Q never depends on the test vectors, so the estimate stays
+    unbiased for any square A.
+    """
+    A = as_matrix(A)
+    check_square(A)
+    k, m = hutchpp_sizes(matvecs, power_iters)
     sketch = _sketch_for(sketch, A.shape[0], k, seed)
     before = sketch.usage()
     Y, _ = A.sketch(sketch)
-    G = _test_vectors(sketch.fresh())
-    return TraceResult(_hutchpp_from_range(A, Y, G), 3 * k, sketch.usage() - before)
+    for _ in range(power_iters):
+        Y = A.matmat(_orth(Y))
+    G = _fresh_vectors(sketch, m)
+    return TraceResult(_hutchpp_from_range(A, Y, G), (power_iters + 2) * k + m, sketch.usage() - before)
 
 
 def nystrompp(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
@@ -215,7 +271,11 @@ _METHODS = {"hutchinson": hutchinson, "hutch++": hutchpp, "na-hutch++": na_hutch
 def trace(
     A: Any, sketch: SketchOperator | None = None, *, method: Method = "hutch++", matvecs: int = 96, seed: int = 0
 ) -> TraceResult:
-    """Estimate ``tr(A)`` of a square matrix with ``matvecs`` products, by ``method`` (``"nystrom++"``: PSD A)."""
+    """Estimate ``tr(A)`` of a square matrix with ``matvecs`` products, by ``method`` (``"nystrom++"``: PSD A).
+
+    For Hutch++ with digital power steps (the choice for an OPU sketch on matrices that are
+    not PSD), call :func:`hutchpp` with ``power_iters``.
+    """
     if method not in _METHODS:
         raise ValueError(f"method: expected one of {sorted(_METHODS)}, got {method!r}")
     return _METHODS[method](A, sketch, matvecs=matvecs, seed=seed)
