@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
+
+from opu_hal.protocol.server import serve_until_signalled
 
 from .faults import FaultSettings
 from .firmware import Firmware
@@ -58,12 +58,7 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         server = TCPFirmwareServer(firmware, host, int(port))
         print(server.url, flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    stop.wait()
-    server.close()
+    serve_until_signalled(server)
     firmware.close()
     return 0
 

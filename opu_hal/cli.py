@@ -36,9 +36,8 @@ def _info(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import os
     import secrets
-    import signal
-    import threading
 
+    from .protocol.server import serve_until_signalled
     from .serve import DeviceServer
 
     token = args.token or os.environ.get("OPU_HAL_TOKEN") or secrets.token_urlsafe(16)
@@ -47,12 +46,7 @@ def _serve(args: argparse.Namespace) -> int:
         max_payload=int(args.max_message_mb * 2**20), timeout_s=args.timeout_s,
     )
     print(f"serving {args.device} on {server.url}?token={token}", flush=True)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    server.start()
-    stop.wait()
-    server.close()
+    serve_until_signalled(server)
     return 0
 
 

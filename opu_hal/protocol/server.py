@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import queue
+import signal
 import threading
 import zlib
 from abc import ABC, abstractmethod
@@ -278,3 +279,13 @@ class ServerLink:
         """Tell the host the device rebooted (unsolicited BOOT frame, seq 0)."""
         self.send(MsgType.BOOT, 0, [encode_json({"boot_id": boot_id})])
 
+
+def serve_until_signalled(server: Any) -> None:
+    """Start ``server`` (an object with ``start()`` and ``close()``), block until SIGINT or
+    SIGTERM, then close it: the main loop of a command-line server."""
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    server.start()
+    stop.wait()
+    server.close()
