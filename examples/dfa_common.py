@@ -14,6 +14,7 @@ layer trained) with no change to the model.
 
 from __future__ import annotations
 
+import argparse
 import math
 import time
 from dataclasses import dataclass, field
@@ -292,6 +293,21 @@ def _fmt(values: dict[str, float]) -> str:
 def make_opu(seed: int, bit_depth: int = 8) -> OPU:
     """An emulated OPU in physical fidelity (camera noise, ``bit_depth``-bit ADC)."""
     return OPU(f"emu://?fidelity=physical&bit_depth={bit_depth}", n_components=1, seed=seed, progress=False)
+
+
+def example_setup(doc: str, epochs: int, **extra: dict[str, Any]) -> tuple[argparse.Namespace, OPU | None]:
+    """Parse an example's command line (--mode, --epochs, --seed and ``extra`` options given as
+    add_argument keywords), seed torch on one thread, and open an OPU for optical mode."""
+    parser = argparse.ArgumentParser(description=doc.split("\n")[0])
+    for name, options in extra.items():
+        parser.add_argument(f"--{name}", **options)
+    parser.add_argument("--mode", default="optical", choices=["bp", "digital", "optical", "output"])
+    parser.add_argument("--epochs", type=int, default=epochs)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(1)  # small models: one intra-op thread is fastest
+    torch.manual_seed(args.seed)
+    return args, make_opu(args.seed) if args.mode == "optical" else None
 
 
 def describe(result: RunResult) -> str:

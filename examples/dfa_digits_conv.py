@@ -10,22 +10,11 @@ than the camera allows).
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
-from dfa_common import ConvNet, describe, digits, make_opu, train
+from dfa_common import ConvNet, describe, digits, example_setup, train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", default="optical", choices=["bp", "digital", "optical", "output"])
-    parser.add_argument("--epochs", type=int, default=15)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    opu = make_opu(args.seed) if args.mode == "optical" else None
+    args, opu = example_setup(__doc__, epochs=15)
     model = ConvNet(side=8, mode=args.mode, opu=opu, seed=args.seed)
     print(describe(train(model, digits(), epochs=args.epochs, seed=args.seed, log=print)))
 

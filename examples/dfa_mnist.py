@@ -10,22 +10,11 @@ camera), stochastically ternarised; frames and device time are printed.
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
-from dfa_common import MLP, describe, make_opu, mnist5k, train
+from dfa_common import MLP, describe, example_setup, mnist5k, train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--mode", default="optical", choices=["bp", "digital", "optical", "output"])
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    opu = make_opu(args.seed) if args.mode == "optical" else None
+    args, opu = example_setup(__doc__, epochs=20)
     model = MLP([784, 256, 256, 10], mode=args.mode, opu=opu, seed=args.seed)
     print(describe(train(model, mnist5k(), epochs=args.epochs, seed=args.seed, log=print)))
 

@@ -12,23 +12,11 @@ projection of that token's error (``token_dims=1``).
 
 from __future__ import annotations
 
-import argparse
-
-import torch
-
-from dfa_common import Transformer, describe, make_opu, markov_task, sort_task, train
+from dfa_common import Transformer, describe, example_setup, markov_task, sort_task, train
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--task", default="sort", choices=["sort", "markov"])
-    parser.add_argument("--mode", default="optical", choices=["bp", "digital", "optical", "output"])
-    parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    torch.set_num_threads(1)
-    torch.manual_seed(args.seed)
-    opu = make_opu(args.seed) if args.mode == "optical" else None
+    args, opu = example_setup(__doc__, epochs=5, task={"default": "sort", "choices": ["sort", "markov"]})
     if args.task == "sort":
         data = sort_task()
         model = Transformer(vocab=10, length=8, mode=args.mode, opu=opu, seed=args.seed)
