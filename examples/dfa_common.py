@@ -154,53 +154,50 @@ class ConvNet(nn.Module):
 
 
 class Block(nn.Module):
-    """Pre-norm Transformer encoder block; optional DFA markers on the attention and MLP branch outputs."""
+    """Post-norm Transformer encoder block (Vaswani et al. 2017): attention and MLP, each added
+    to its input and layer-normalised."""
 
-    def __init__(self, width: int, heads: int, markers: tuple[nn.Module, nn.Module] | None = None) -> None:
+    def __init__(self, width: int, heads: int) -> None:
         super().__init__()
-        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
         self.attn = nn.MultiheadAttention(width, heads, batch_first=True)
         self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(), nn.Linear(4 * width, width))
-        self.branch_markers = markers or (nn.Identity(), nn.Identity())
+        self.norm1, self.norm2 = nn.LayerNorm(width), nn.LayerNorm(width)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
-        h = self.norm1(x)
-        x = x + self.branch_markers[0](self.attn(h, h, h, attn_mask=mask, need_weights=False)[0])
-        return x + self.branch_markers[1](self.mlp(self.norm2(x)))
+        x = self.norm1(x + self.attn(x, x, x, attn_mask=mask, need_weights=False)[0])
+        return self.norm2(x + self.mlp(x))
 
 
 class Transformer(nn.Module):
-    """Token + position embeddings, ``depth`` blocks, a linear head per token.
+    """Token + position embeddings, ``depth`` post-norm blocks with a DFA marker after each, a
+    linear head per token.
 
     ``causal``: each position attends only to itself and earlier ones (next-token prediction).
-    ``placement``: ``"block"``, a marker after each block (its output on the residual
-    stream); ``"branch"``, a marker on each attention and each MLP branch output, before it is
-    added to the residual stream (the residual stream itself carries the markers' feedback
-    down to the earlier blocks and the embeddings).
+    Post-norm blocks put every marker on a layer-normalised tensor, so the feedback cannot grow
+    a block's output without bound. With pre-norm blocks the markers sit on the un-normalised
+    residual stream, which the feedback (never zero on a stochastic task) inflates until it
+    drowns the later blocks (on the Markov task of ``bench/dfa.py``, RMS 46 after 5 epochs of
+    digital DFA, 1.2 with BP): there digital DFA reached a test loss of 1.26 with pre-norm
+    blocks against 0.95 with post-norm ones (BP 0.87 for both).
     """
 
     def __init__(self, vocab: int = 10, length: int = 8, width: int = 64, depth: int = 2, heads: int = 4, *,
-                 causal: bool = False, placement: str = "block", mode: str = "digital", opu: OPU | None = None,
-                 seed: int = 0, **dfa: Any) -> None:
+                 causal: bool = False, mode: str = "digital", opu: OPU | None = None, seed: int = 0,
+                 **dfa: Any) -> None:
         super().__init__()
-        if placement not in ("block", "branch"):
-            raise ValueError(f"placement: expected 'block' or 'branch', got {placement!r}")
         mask = torch.triu(torch.ones(length, length, dtype=torch.bool), diagonal=1) if causal else None
         self.register_buffer("mask", mask)
         self.embed = nn.Embedding(vocab, width)
         self.position = nn.Parameter(0.02 * torch.randn(length, width))
-        self.markers, self.dfa = _dfa(depth * (2 if placement == "branch" else 1), mode, opu, seed, token_dims=1, **dfa)
-        pairs = [tuple(self.markers[2 * k : 2 * k + 2]) for k in range(depth)] if placement == "branch" else [None] * depth
-        self.blocks = nn.ModuleList(Block(width, heads, pair) for pair in pairs)
-        self.block_markers = self.markers if placement == "block" else [nn.Identity()] * depth
-        self.norm = nn.LayerNorm(width)
+        self.blocks = nn.ModuleList(Block(width, heads) for _ in range(depth))
+        self.markers, self.dfa = _dfa(depth, mode, opu, seed, token_dims=1, **dfa)
         self.head = nn.Linear(width, vocab)
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         x = self.embed(tokens) + self.position
-        for block, marker in zip(self.blocks, self.block_markers):
+        for block, marker in zip(self.blocks, self.markers):
             x = marker(block(x, self.mask))
-        return self.dfa(self.head(self.norm(x)))
+        return self.dfa(self.head(x))
 
 
 # ---------------------------------------------------------------------------- training

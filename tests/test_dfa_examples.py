@@ -1,0 +1,49 @@
+"""The DFA examples: their Transformer learns with DFA, and the scripts run with optical feedback."""
+
+import re
+import runpy
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+
+
+@pytest.fixture(scope="module")
+def common() -> dict:
+    return runpy.run_path(str(EXAMPLES / "dfa_common.py"))
+
+
+def test_post_norm_transformer_learns_the_markov_chain_with_digital_dfa(common: dict) -> None:
+    data, entropy = common["markov_task"](n_train=2000, vocab=8)
+    losses, alignments = {}, {}
+    for mode in ("bp", "digital", "output"):
+        torch.manual_seed(0)
+        model = common["Transformer"](vocab=8, length=16, causal=True, mode=mode, seed=0)
+        result = common["train"](model, data, epochs=8, lr=4e-3, cosine=True, seed=0)
+        losses[mode], alignments[mode] = result.test_loss, result.alignment
+    assert entropy < losses["bp"] < losses["digital"] < 1.25 * losses["bp"]
+    # DFA closes most of the gap between the output layer alone and BP ...
+    assert losses["output"] - losses["digital"] > 2 * (losses["digital"] - losses["bp"])
+    # ... with every block's update aligned with BP's
+    assert set(alignments["digital"]) == {"hidden1", "hidden2"}
+    assert min(alignments["digital"].values()) > 0.2
+
+
+@pytest.mark.parametrize("script, args", [
+    ("dfa_transformer.py", ["--task", "markov"]),
+    ("dfa_digits_conv.py", []),
+])
+def test_example_trains_one_epoch_with_optical_feedback(script: str, args: list[str]) -> None:
+    run = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--mode", "optical", "--epochs", "1"],
+                         cwd=EXAMPLES, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = run.stdout.strip().splitlines()[-1]
+    match = re.search(r"optical seed 0: test accuracy +([\d.]+) %, loss ([\d.]+), .* (\d+) frames, device ([\d.]+) s", summary)
+    assert match, summary
+    accuracy, loss, frames, device_s = float(match[1]), float(match[2]), int(match[3]), float(match[4])
+    assert 0 < accuracy <= 100 and loss > 0
+    assert frames > 0 and device_s > 0
