@@ -10,6 +10,12 @@ markers::
     h2 = markers[1](torch.tanh(fc2(h1)))
     out = dfa(fc3(h2))            # then loss(out, y).backward() and optimiser.step() as usual
 
+Put markers on bounded tensors: after a saturating activation, or a LayerNorm. The feedback
+pushes each marked tensor along ``-B e``, and the error of a noisy task never vanishes, so
+an unbounded marked tensor grows with training (in a pre-norm Transformer, markers on the
+residual stream made its RMS grow from 1 to 46 in 5 epochs and stalled learning; post-norm
+blocks, with a marker after each block's final LayerNorm, train well).
+
 In the backward pass the DFA module takes the batch of output errors ``e = dL/d(out)``,
 projects it once through a fixed random matrix B, slices the projection to each marker's
 shape and hands each slice to its marker as that layer's incoming gradient
