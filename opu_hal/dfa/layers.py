@@ -13,8 +13,8 @@ markers::
 Put markers on bounded tensors: after a saturating activation, or a LayerNorm. The feedback
 pushes each marked tensor along ``-B e``, and the error of a noisy task never vanishes, so
 an unbounded marked tensor grows with training (in a pre-norm Transformer, markers on the
-residual stream made its RMS grow from 1 to 46 in 5 epochs and stalled learning; post-norm
-blocks, with a marker after each block's final LayerNorm, train well).
+residual stream made its RMS reach 46 after 5 epochs, against 1.2 with BP, and learning
+stalled; post-norm blocks, a marker after each block's final LayerNorm, train well).
 
 In the backward pass the DFA module takes the batch of output errors ``e = dL/d(out)``,
 projects it once through a fixed random matrix B, slices the projection to each marker's
