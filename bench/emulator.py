@@ -68,31 +68,25 @@ def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[s
     """OPU on ``emu://`` with default settings: open + fit, first transform, best of repeats."""
     import numpy as np
 
+    from bench._lightonml_ref import time_transforms
     from firmware_sim import EmulatorParams
     from firmware_sim.medium import memory_budget_bytes
     from opu_hal import OPU
 
     warnings.simplefilter("ignore")  # a saturation warning is not what this run is about
     x = np.random.default_rng(1).integers(0, 2, size=(batch, n), dtype=np.uint8)
-    start = time.perf_counter()
-    opu = OPU(f"emu://?fidelity={fidelity}", n_components=m, seed=0, progress=False)
-    opu.open()
-    opu.fit1d(n_features=n)
-    open_s = time.perf_counter() - start
-    start = time.perf_counter()
-    opu.transform(x)
-    first_s = time.perf_counter() - start
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        opu.transform(x)
-        times.append(time.perf_counter() - start)
+
+    def open_fitted() -> OPU:
+        opu = OPU(f"emu://?fidelity={fidelity}", n_components=m, seed=0, progress=False)
+        opu.open()
+        opu.fit1d(n_features=n)
+        return opu
+
+    opu, times = time_transforms(open_fitted, x, repeats)
     opu.close()
     budget = memory_budget_bytes(EmulatorParams().cache_mb)
     return {
-        "open_s": open_s,
-        "first_s": first_s,
-        "rows_per_s": batch / min(times or [first_s]),
+        **times,
         "budget_mb": budget / 2**20,
         "streamed": n * m * 8 > budget,
     }
