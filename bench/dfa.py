@@ -1,7 +1,8 @@
 """Direct Feedback Alignment: BP vs digital DFA vs optical DFA on the emulator (physical, 8-bit camera).
 
 Run: ``python bench/dfa.py`` or ``opu-hal bench dfa`` (from the repository; the full run
-takes about an hour on 2 cores, most of it in the emulated camera of the optical runs;
+took 506 s on 2 shared cores, most of it in the emulated camera of the optical runs, and
+takes several times longer under load;
 ``--quick``, about a minute: 1 seed, 1 epoch on 500 training samples or 200 sequences, a
 smoke test of every path, not a measurement). Options: ``--seeds`` (default 3), ``--epochs`` (MLP
 tasks), ``--transformer-epochs``, ``--tasks``, ``--device``.
