@@ -1,4 +1,4 @@
-"""The DFA examples: their Transformer learns with DFA, and the scripts run with optical feedback."""
+"""The DFA examples and bench: their Transformer learns with DFA, the scripts run with optical feedback."""
 
 import re
 import runpy
@@ -47,3 +47,16 @@ def test_example_trains_one_epoch_with_optical_feedback(script: str, args: list[
     accuracy, loss, frames, device_s = float(match[1]), float(match[2]), int(match[3]), float(match[4])
     assert 0 < accuracy <= 100 and loss > 0
     assert frames > 0 and device_s > 0
+
+
+def test_bench_dfa_reports_every_figure_through_the_cli() -> None:
+    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "bench", "dfa", "--quick", "--tasks", "transformer,overhead"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    for mode in ("bp", "digital", "optical", "output"):
+        assert re.search(rf"transformer +{mode} seed 0: test accuracy .*, loss [\d.]+, alignment \[", out), mode
+    assert re.search(r"optical seed 0: .* alignment \[hidden1 -?[\d.]+ hidden2 -?[\d.]+\], .* [1-9]\d* frames, device [\d.]+ s", out)
+    assert "optical DFA loss / BP loss:" in out and "lowest per-layer alignment of any DFA run:" in out
+    assert re.search(r"hooks add [+-][\d.]+ % to a hand-written digital DFA step", out)
+    assert "[--quick: not judged]" in out and "[meets target]" not in out
