@@ -33,9 +33,24 @@ def test_post_norm_transformer_learns_the_markov_chain_with_digital_dfa(common: 
     assert min(alignments["digital"].values()) > 0.2
 
 
+def test_data_sets_ship_or_are_generated_with_the_documented_splits(common: dict) -> None:
+    expected = {"mnist5k": ((4000, 784), (1000, 784)), "mnist1d": ((4000, 40), (1000, 40)),
+                "digits": ((1437, 64), (360, 64))}
+    loaded = {name: common[name]() for name in expected}
+    for name, (train_shape, test_shape) in expected.items():
+        data = loaded[name]
+        assert (tuple(data.x_train.shape), tuple(data.x_test.shape)) == (train_shape, test_shape), name
+        assert data.x_train.dtype == torch.float32 and data.y_train.dtype == torch.int64, name
+        assert set(data.y_train.tolist()) == set(range(10)), name
+    pixels = loaded["mnist5k"].x_train
+    assert float(pixels.min()) == 0.0 and float(pixels.max()) == 1.0
+
+
 @pytest.mark.parametrize("script, args", [
     ("dfa_transformer.py", ["--task", "markov"]),
     ("dfa_digits_conv.py", []),
+    ("dfa_mnist.py", []),
+    ("dfa_mnist1d.py", []),
 ])
 def test_example_trains_one_epoch_with_optical_feedback(script: str, args: list[str]) -> None:
     run = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--mode", "optical", "--epochs", "1"],
