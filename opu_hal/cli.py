@@ -1,4 +1,8 @@
-"""The ``opu-hal`` command line: ``info`` and ``demo`` (more subcommands come with their issues)."""
+"""The ``opu-hal`` command line: ``info``, ``demo``, ``selftest``, ``calibrate``, ``serve``, ``bench``.
+
+A device or argument error ends the command with exit code 1 and one line on stderr naming
+the subcommand and the error (``-v`` shows the traceback too); Ctrl-C ends it with 130.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import OPUError
 from .opu import OPU
 from .selftest import SelftestConfig, format_table, run_selftest
 
@@ -208,7 +213,16 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``opu-hal`` command."""
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (OPUError, ValueError, TypeError, OSError) as exc:
+        if args.verbose:
+            raise
+        print(f"opu-hal {args.command}: error: {exc} (-v shows the traceback)", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print(f"opu-hal {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
