@@ -25,7 +25,7 @@ def main() -> None:
         data, entropy = markov_task(n_train=2000, vocab=8)
         print(f"entropy rate of the chain (best possible loss): {entropy:.4f} nats per token")
         model = Transformer(vocab=8, length=16, causal=True, mode=args.mode, opu=opu, seed=args.seed)
-    print(describe(train(model, data, epochs=args.epochs, lr=2e-3, cosine=args.task == "markov", seed=args.seed, log=print)))
+    print(describe(train(model, data, epochs=args.epochs, lr=4e-3 if args.task == "markov" else 2e-3, cosine=args.task == "markov", seed=args.seed, log=print)))
 
 
 if __name__ == "__main__":
