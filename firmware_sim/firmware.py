@@ -20,6 +20,7 @@ from pydantic import ValidationError
 
 from opu_hal.backends.emulated import model_info
 from opu_hal.layout import DMDLayout
+from opu_hal.limits import MAX_BATCH_FRAMES
 from opu_hal.protocol.dmd import DMDPacker
 from opu_hal.protocol.frames import DEFAULT_MAX_PAYLOAD, PROTOCOL_MAJOR, PROTOCOL_MINOR, Frame, MsgType, crc32_zeros
 from opu_hal.protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
@@ -32,7 +33,6 @@ from .params import EmulatorParams
 logger = logging.getLogger(__name__)
 
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
-MAX_BATCH_FRAMES = 1_000_000
 MAX_IN_FLIGHT = 4
 
 

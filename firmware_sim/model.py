@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from opu_hal.limits import MAX_EXPOSURE_US, MIN_EXPOSURE_US
+
 from . import timing
 from .camera import Camera
 from .laser import Laser
@@ -113,8 +115,8 @@ class OPUModel:
         if not 1 <= n_features <= p.n_mirrors:
             raise ValueError(f"n_features: expected 1 to {p.n_mirrors} (DMD mirrors), got {n_features}")
         exposure_us = p.exposure_us if exposure_us is None else exposure_us
-        if not 0 < exposure_us <= 1e6:
-            raise ValueError(f"exposure_us: expected 0 < exposure <= 1e6 us, got {exposure_us}")
+        if not MIN_EXPOSURE_US <= exposure_us <= MAX_EXPOSURE_US:
+            raise ValueError(f"exposure_us: expected {MIN_EXPOSURE_US:g} to {MAX_EXPOSURE_US:g} us, got {exposure_us}")
         rows = timing.roi_rows(p, n_components)
         shortest = timing.min_frametime_us(p, exposure_us, rows)
         if frametime_us is None:

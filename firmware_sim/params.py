@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from opu_hal.limits import MAX_EXPOSURE_US, MIN_EXPOSURE_US
+
 Shape = tuple[int, int]
 
 
@@ -47,7 +49,7 @@ class EmulatorParams(BaseModel):
     # camera
     camera_shape: Shape = Field((1088, 2040), description="sensor pixels (rows, columns)")
     bit_depth: Literal[8, 10, 12, 16] = Field(8, description="ADC bits")
-    exposure_us: float = Field(400.0, gt=0, le=1e6, description="default exposure (us)")
+    exposure_us: float = Field(400.0, ge=MIN_EXPOSURE_US, le=MAX_EXPOSURE_US, description="default exposure (us)")
     quantum_efficiency: float = Field(0.6, gt=0, le=1, description="eta, electrons per photon")
     gain_dn_per_e: float | None = Field(
         None, gt=0, description="system gain K (DN/e-); default: full well maps to the ADC range"

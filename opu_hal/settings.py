@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from .layout import Strategy
+from .limits import MAX_BATCH_FRAMES, MAX_EXPOSURE_US, MAX_FRAMETIME_US
 
 
 class OPUSettings(BaseModel):
@@ -18,14 +19,14 @@ class OPUSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
 
     exposure_us: float | None = Field(
-        None, gt=0, le=1e6, description="camera exposure (us); None: the device's default"
+        None, gt=0, le=MAX_EXPOSURE_US, description="camera exposure (us); None: the device's default"
     )
     frametime_us: float | None = Field(
-        None, gt=0, le=1e7, description="time per frame (us); None: the shortest the device allows"
+        None, gt=0, le=MAX_FRAMETIME_US, description="time per frame (us); None: the shortest the device allows"
     )
     input_roi_strategy: Strategy = Field("auto", description="DMD layout: 'auto', 'full' or 'small'")
     max_batch_frames: int = Field(
-        1000, ge=1, le=1_000_000, description="frames per device call; larger batches are split"
+        1000, ge=1, le=MAX_BATCH_FRAMES, description="frames per device call; larger batches are split"
     )
     saturation_warning_fraction: float = Field(
         1e-4, ge=0, le=1, description="warn (SaturationWarning) above this fraction of saturated pixels"

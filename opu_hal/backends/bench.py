@@ -26,6 +26,7 @@ from ..devices.common import TriggerMode, TriggerType
 from ..devices.dmd import DMD, packed_shape
 from ..devices.light import LightSource
 from ..errors import DeviceError, DeviceTimeoutError
+from ..limits import MAX_BATCH_FRAMES
 from ..protocol.dmd import DMDPacker
 from ..settings import DeviceInfo, DeviceLimits
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
@@ -33,7 +34,6 @@ from .bench_file import SentinelSettings, build_devices, load_bench_file
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH_FRAMES = 1_000_000
 #: A sentinel frame must be within this fraction of the on/off contrast of its reference level.
 LEVEL_TOLERANCE = 0.25
 #: An all-on frame must correlate at least this much with the all-on reference image.

@@ -7,11 +7,11 @@ import numpy as np
 from firmware_sim import EmulatorParams, OPUModel
 from firmware_sim.model import FIRMWARE_VERSION, MODEL_NAME
 
+from ..limits import MAX_BATCH_FRAMES, MAX_EXPOSURE_US, MIN_EXPOSURE_US
 from ..settings import DeviceInfo, DeviceLimits
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
 
 PROTOCOL_VERSION = "in-process"
-MAX_BATCH_FRAMES = 1_000_000
 
 
 def model_info(model: OPUModel, protocol_version: str, max_batch_frames: int) -> DeviceInfo:
@@ -33,8 +33,8 @@ def model_info(model: OPUModel, protocol_version: str, max_batch_frames: int) ->
         limits=DeviceLimits(
             max_n_components=model.max_outputs(),
             max_n_features=p.n_mirrors,
-            min_exposure_us=1.0,
-            max_exposure_us=1e6,
+            min_exposure_us=MIN_EXPOSURE_US,
+            max_exposure_us=MAX_EXPOSURE_US,
             max_batch_frames=max_batch_frames,
         ),
     )
