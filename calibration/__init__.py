@@ -7,8 +7,9 @@
 ...     opu.calibration = calibrate_linear(opu)
 ...     z = opu.linear_transform(x)
 
-The record classes are imported eagerly (the OPU facade needs them); the calibration
-functions are imported on first use, since they build on the facade.
+The record classes live below the facade, in :mod:`opu_hal.record` (the facade loads and
+applies records); they are re-exported here. The calibration functions are imported on
+first use.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from importlib import import_module
 from typing import Any
 
-from .record import (
+from opu_hal.record import (
     CalibrationRecord,
     CameraCalibration,
     DeviceIdentity,

@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .device import DeviceSession, device_identity
-from .record import CalibrationRecord, CameraCalibration
+from opu_hal.record import CalibrationRecord, CameraCalibration
+from opu_hal.session import DeviceSession
 
 if TYPE_CHECKING:
     from opu_hal.opu import OPU
@@ -90,7 +90,7 @@ def characterise_camera(
         raise ValueError(
             f"rows, n_dark_frames, n_exposures: expected >= 1, >= 2, >= 4, got {rows}, {n_dark_frames}, {n_exposures}"
         )
-    with DeviceSession(opu) as session:
+    with opu.session() as session:
         info = session.info
         if info.bit_depth == 0:
             raise ValueError("device: camera characterisation needs a camera, got a device without one (ideal fidelity)")
@@ -158,7 +158,7 @@ def characterise_camera(
         exposures_us=[float(e) for e in used],
         frames=frames,
     )
-    record = record or CalibrationRecord(device=device_identity(opu), settings=opu.settings.model_dump())
+    record = record or CalibrationRecord(device=opu.identity(), settings=opu.settings.model_dump())
     record.camera = camera
     record.set_array("camera_ptc_mean_dn", bin_mu)
     record.set_array("camera_ptc_var_dn2", bin_var)

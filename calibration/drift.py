@@ -20,9 +20,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from opu_hal.errors import NotCalibratedError
-
-from .device import DeviceSession
-from .record import CalibrationRecord
+from opu_hal.record import CalibrationRecord
 
 if TYPE_CHECKING:
     from opu_hal.opu import OPU
@@ -74,7 +72,7 @@ class DriftMonitor:
         inputs = record.array("sentinel_inputs")
         stored = record.array("sentinel_frames").astype(np.float64)
         dark = record.array("sentinel_dark_dn").astype(np.float64)
-        with DeviceSession(opu) as session:
+        with opu.session() as session:
             session.configure(sent.n_features, sent.n_outputs, sent.exposure_us)
             frames = session.acquire(inputs).astype(np.float64)
             max_dn = session.max_dn

@@ -24,8 +24,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from opu_hal.errors import NotFittedError, SaturationWarning
-
-from .record import ExposureCalibration
+from opu_hal.record import ExposureCalibration
 
 if TYPE_CHECKING:
     from opu_hal.opu import OPU

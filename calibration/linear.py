@@ -51,16 +51,16 @@ from __future__ import annotations
 
 import logging
 import math
-import warnings
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from opu_hal.errors import NotFittedError, SaturationWarning
+from opu_hal.errors import NotFittedError
+from opu_hal.linear import pair_frames, z_from_differences
+from opu_hal.record import CalibrationRecord, LinearCalibration, SentinelSet
+from opu_hal.session import DeviceSession
 
-from .device import DeviceSession, device_identity
 from .exposure import Measurement, find_exposure
-from .record import CalibrationRecord, LinearCalibration, SentinelSet
 
 if TYPE_CHECKING:
     from opu_hal.opu import OPU
@@ -72,10 +72,6 @@ SCHEMES: tuple[str, ...] = ("complement", "reference")
 
 #: Largest reference kept, as a fraction of the dark-subtracted range.
 REFERENCE_CEILING = 0.85
-#: Exposure ratio between two brackets of a saturated frame pair.
-BRACKET_FACTOR = 4.0
-#: Brackets tried before giving up on a saturated pair.
-MAX_BRACKETS = 6
 
 
 def _candidates(n_components: int, sensor_width: int, max_pixels: int) -> int:
@@ -142,7 +138,7 @@ def calibrate_linear(
     n_ref = 0 if scheme == "complement" else (n_reference or n_features)
     n_dev = n_features + n_ref
     rng = np.random.default_rng(seed)
-    with DeviceSession(opu) as session:
+    with opu.session() as session:
         info = session.info
         n_cand = _candidates(n_components, info.camera_shape[1], info.limits.max_n_components)
         if n_cand < n_components + 1:
@@ -173,7 +169,7 @@ def calibrate_linear(
 
         # sentinels: scale estimate, repeatability, drift
         sentinels = (rng.random((n_sentinels, n_features)) < 0.5).astype(np.uint8)
-        data = _pair_frames(sentinels, reference, scheme, n_features)
+        data = pair_frames(sentinels, reference, scheme, n_features)
         first = session.acquire(data).astype(np.float64)
         second = session.acquire(data).astype(np.float64)
         scale = _scale(first, dark_dn, ~hot, scheme, n_dev, n_ref, sentinels.sum(axis=1, dtype=np.float64))
@@ -194,13 +190,13 @@ def calibrate_linear(
         noise_rel=0.0,
         frames=frames,
     )
-    record = record or CalibrationRecord(device=device_identity(opu), settings=opu.settings.model_dump())
+    record = record or CalibrationRecord(device=opu.identity(), settings=opu.settings.model_dump())
     record.set_array("linear_pixels", pixels)
     record.set_array("linear_reference_dn", ref_dn[pixels].astype(np.float64))
     record.set_array("linear_completion", h)
     record.linear = lin
-    z1 = _z_from_differences(first[0::2, pixels] - first[1::2, pixels], record, sentinels)
-    z2 = _z_from_differences(second[0::2, pixels] - second[1::2, pixels], record, sentinels)
+    z1 = z_from_differences(first[0::2, pixels] - first[1::2, pixels], record, sentinels)
+    z2 = z_from_differences(second[0::2, pixels] - second[1::2, pixels], record, sentinels)
     noise = float(np.linalg.norm(z1 - z2) / (math.sqrt(2.0) * np.linalg.norm((z1 + z2) / 2)))
     record.set_array("linear_sentinel_z", np.stack([z1, z2]).astype(np.float32))
     record.linear = lin.model_copy(update={"noise_rel": noise})
@@ -210,7 +206,7 @@ def calibrate_linear(
         exposure_us=exposure_us,
         device_time_s=float(getattr(getattr(opu.backend, "model", None), "time_us", 0.0)) * 1e-6,
     )
-    record.set_array("sentinel_inputs", _pair_frames(sentinels, reference, scheme, n_features)[: 2 * n_sentinels : 2])
+    record.set_array("sentinel_inputs", pair_frames(sentinels, reference, scheme, n_features)[: 2 * n_sentinels : 2])
     record.set_array("sentinel_frames", first[::2].astype(np.float32))
     record.set_array("sentinel_dark_dn", dark_dn.astype(np.float32))
     record.metrics["linear_noise_rel"] = noise
@@ -251,21 +247,6 @@ def _reference_exposure(
     return result.exposure_us
 
 
-def _pair_frames(planes: np.ndarray, reference: np.ndarray, scheme: str, n_features: int) -> np.ndarray:
-    """Device inputs (2K, n_dev), interleaved: (x, 1 - x) for scheme B, (x + r, x) for scheme A."""
-    k = planes.shape[0]
-    out = np.empty((2 * k, reference.size), np.uint8)
-    if scheme == "complement":
-        out[0::2] = planes
-        out[1::2] = 1 - planes
-    else:
-        out[0::2] = reference
-        out[0::2, :n_features] = planes
-        out[1::2] = 0
-        out[1::2, :n_features] = planes
-    return out
-
-
 def _scale(
     frames: np.ndarray, dark: np.ndarray, ok: np.ndarray, scheme: str, n_dev: int, n_ref: int, lit: np.ndarray
 ) -> float:
@@ -278,104 +259,6 @@ def _scale(
     if scheme == "complement":
         return float(sums.mean())
     return float(np.mean(sums * n_dev / (2 * lit + n_ref)))
-
-
-# ---------------------------------------------------------------------------- projection
-def _z_from_differences(diff: np.ndarray, record: CalibrationRecord, planes: np.ndarray) -> np.ndarray:
-    """z (K, M) from ``diff`` = I(a) - I(b) of each pair (K, M) at the calibrated exposure (DN)."""
-    lin = record.linear
-    ref = record.array("linear_reference_dn")
-    root = np.sqrt(ref)
-    c = lin.dn_per_intensity
-    if lin.scheme == "complement":
-        y = (diff + ref) / (2.0 * root)
-        ones = planes.sum(axis=1, dtype=np.float64)[:, None]
-        n = lin.n_features
-        h = record.array("linear_completion")
-        return math.sqrt(2.0 * n / c) * (y - root * ones / n) + h * ones / math.sqrt(n)
-    y = (diff - ref) / (2.0 * root)
-    return math.sqrt(2.0 * lin.n_device_features / c) * y
-
-
-def project_planes(session: DeviceSession, record: CalibrationRecord, planes: np.ndarray) -> tuple[np.ndarray, int]:
-    """z (K, M) of binary ``planes`` (K, n_features), with saturated outputs bracketed.
-
-    Returns z and the number of frame pairs acquired again at a shorter exposure.
-    """
-    lin = record.linear
-    pixels = record.array("linear_pixels")
-    reference = np.zeros(lin.n_device_features, np.uint8)
-    reference[lin.n_features :] = 1
-    if lin.scheme == "complement":
-        reference[:] = 1
-    diff = np.empty((planes.shape[0], lin.n_components))
-    clipped = np.ones(diff.shape, dtype=bool)  # entries still to measure
-    pending = np.arange(planes.shape[0])
-    exposure = lin.exposure_us
-    bracketed = 0
-    for bracket in range(MAX_BRACKETS + 1):
-        applied = session.configure(lin.n_device_features, lin.n_candidates, exposure)
-        ratio = lin.exposure_us / applied.exposure_us
-        frames = session.acquire(_pair_frames(planes[pending], reference, lin.scheme, lin.n_features))[:, pixels]
-        a, b = frames[0::2], frames[1::2]
-        fresh = (a < lin.max_dn) & (b < lin.max_dn)
-        last = bracket == MAX_BRACKETS or applied.exposure_us <= session.info.limits.min_exposure_us
-        todo = clipped[pending] & (fresh | last)  # each entry from the longest exposure it is clean at
-        values = (a.astype(np.float64) - b) * ratio
-        rows = diff[pending]
-        rows[todo] = values[todo]
-        diff[pending] = rows
-        still = clipped[pending] & ~todo
-        clipped[pending] = still
-        if last and np.any(~fresh):
-            warnings.warn(
-                f"{int(np.any(~fresh, axis=1).sum())} frame pair(s) stay saturated at the shortest exposure "
-                f"{applied.exposure_us} us; their projections are clipped",
-                SaturationWarning,
-                stacklevel=3,
-            )
-        pending = pending[np.any(still, axis=1)]
-        if pending.size == 0:
-            break
-        bracketed += pending.size
-        exposure = applied.exposure_us / BRACKET_FACTOR
-    return _z_from_differences(diff, record, planes), bracketed
-
-
-def encode_planes(X: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray]:
-    """Bit planes of real-valued ``X`` (B, N) and their weights.
-
-    Returns planes (B, 2 bits, N) uint8 (positive part's bits, then negative part's) and
-    weights (B, 2 bits) float64 such that ``X ~ sum_p weights[:, p, None] * planes[:, p]``.
-    """
-    levels = (1 << bits) - 1
-    scale = np.max(np.abs(X), axis=1)
-    safe = np.where(scale > 0, scale, 1.0)
-    q = np.rint(X / safe[:, None] * levels).astype(np.int64)
-    pos, neg = np.maximum(q, 0), np.maximum(-q, 0)
-    k = np.arange(bits)
-    planes = np.concatenate(
-        [((pos[:, None, :] >> k[None, :, None]) & 1), ((neg[:, None, :] >> k[None, :, None]) & 1)], axis=1
-    ).astype(np.uint8)
-    step = (scale / levels)[:, None] * (2.0 ** k)[None, :]
-    return planes, np.concatenate([step, -step], axis=1)
-
-
-def linear_project(session: DeviceSession, record: CalibrationRecord, X: np.ndarray, bits: int) -> tuple[np.ndarray, int]:
-    """``X @ M.T`` (B, M) for real ``X`` (B, N): bit planes, each distinct non-empty plane acquired once."""
-    planes, weights = encode_planes(X, bits)
-    flat = planes.reshape(-1, planes.shape[-1])
-    packed = np.packbits(flat, axis=1)
-    unique, inverse = np.unique(packed, axis=0, return_inverse=True)
-    inverse = inverse.reshape(-1)
-    unique_planes = np.unpackbits(unique, axis=1, count=flat.shape[1])
-    nonzero = unique_planes.any(axis=1)
-    z_unique = np.zeros((unique.shape[0], record.linear.n_components))
-    bracketed = 0
-    if np.any(nonzero):
-        z_unique[nonzero], bracketed = project_planes(session, record, unique_planes[nonzero])
-    z_planes = z_unique[inverse].reshape(*planes.shape[:2], -1)
-    return np.einsum("bp,bpm->bm", weights, z_planes), bracketed
 
 
 # ---------------------------------------------------------------------------- ground truth

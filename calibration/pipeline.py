@@ -8,11 +8,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 from tqdm.auto import tqdm
 
+from opu_hal.record import CalibrationRecord
+
 from .camera import characterise_camera
-from .device import device_identity
 from .exposure import auto_exposure
 from .linear import calibrate_linear
-from .record import CalibrationRecord
 from .tm import retrieve_transmission_matrix
 
 if TYPE_CHECKING:
@@ -47,7 +47,7 @@ def calibrate_all(opu: "OPU", *, camera: bool = True, tm: bool = True, progress:
     """
     has_camera = opu.info.bit_depth > 0
     stages = (["camera"] if camera and has_camera else []) + (["exposure"] if has_camera else []) + ["linear"] + (["tm"] if tm else [])
-    record = CalibrationRecord(device=device_identity(opu), settings=opu.settings.model_dump())
+    record = CalibrationRecord(device=opu.identity(), settings=opu.settings.model_dump())
     with tqdm(stages, desc="calibration", unit="stage", disable=not progress) as bar:
         for stage in bar:
             bar.set_postfix_str(stage)

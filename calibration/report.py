@@ -19,7 +19,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .record import CalibrationRecord
+from opu_hal.record import CalibrationRecord
 
 WIDTH, HEIGHT = 800, 560
 MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 90, 30, 50, 70

@@ -18,7 +18,6 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import ValidationError
 
-from opu_hal.backends.emulated import model_info
 from opu_hal.layout import DMDLayout
 from opu_hal.limits import MAX_BATCH_FRAMES
 from opu_hal.protocol.dmd import DMDPacker
@@ -27,6 +26,7 @@ from opu_hal.protocol.messages import ErrorCode, decode_bulk, decode_json, encod
 from opu_hal.protocol.server import CommandError, Endpoint, Reply
 
 from .faults import FaultSettings, FaultState
+from .identity import device_info
 from .model import FIRMWARE_VERSION, OPUModel
 from .params import EmulatorParams
 
@@ -137,7 +137,7 @@ class Firmware(Endpoint):
         if session != self.session:
             self.session, self.last_acquire_seq = session, None
             self.cache.clear()
-        info = model_info(self.model, PROTOCOL_VERSION, MAX_BATCH_FRAMES)
+        info = device_info(self.model, PROTOCOL_VERSION, MAX_BATCH_FRAMES)
         reply = {
             "protocol_version": PROTOCOL_VERSION,
             "firmware_version": FIRMWARE_VERSION,

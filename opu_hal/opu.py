@@ -1,27 +1,35 @@
-"""The uniform OPU facade: one class for every device URL (API.md)."""
+"""The uniform OPU facade: one class for every device URL (docs/api.md)."""
 
 from __future__ import annotations
 
 import logging
 import threading
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from tqdm.auto import tqdm
 
-from calibration.record import CalibrationRecord
-
 from .backends import AppliedConfig, Backend, DeviceConfig, Frames, make_backend
 from .encoding import unpack_bits
 from .errors import DeviceClosedError, NotFittedError, SaturationWarning
 from .layout import DMDLayout, layout_1d, layout_2d
 from .locking import DeviceLock
+from .record import CalibrationRecord, DeviceIdentity
 from .result import OPUResult, TransformContext
+from .session import AcquisitionLog, DeviceSession
 from .settings import DeviceInfo, OPUSettings
 from .url import parse_device_url
-from .validation import as_numpy, check_binary, check_features, check_int, is_torch_tensor
+from .validation import (
+    as_numpy,
+    check_binary,
+    check_features,
+    check_int,
+    is_torch_tensor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +43,7 @@ class OPU:
     ----------
     device:
         ``emu://`` (default), ``sim://``, ``socket://HOST:PORT``, ``serial:///dev/...`` or a
-        device path; see API.md.
+        device path; see docs/api.md.
     n_components:
         Outputs per input (camera pixels read), at least 1 and at most the camera's pixels.
     seed:
@@ -246,9 +254,36 @@ class OPU:
         )
         self._config_stale = False
 
-    def _mark_config_stale(self) -> None:
-        """A calibration reconfigured the device: restore this OPU's configuration before the next transform."""
+    def _configure_for_session(self, layout: DMDLayout, n_outputs: int, exposure_us: float) -> AppliedConfig:
+        """A session's configuration (shortest frametime); this OPU's own is restored before its next transform."""
         self._config_stale = True
+        return self._backend.configure(DeviceConfig(layout, n_outputs, exposure_us, None))
+
+    @contextmanager
+    def session(self) -> Iterator[DeviceSession]:
+        """Exclusive, raw use of the device for a calibration or a custom acquisition scheme.
+
+        The OPU's lock is held for the whole ``with`` block and the device is opened if
+        needed. See :class:`opu_hal.session.DeviceSession`::
+
+            with opu.session() as session:
+                session.configure(n_features=64, n_outputs=200, exposure_us=300.0)
+                frames = session.acquire(inputs)    # (B, 200) camera counts (DN)
+        """
+        with self._lock:
+            self._require_open()
+            yield DeviceSession(self)
+
+    def identity(self) -> DeviceIdentity:
+        """Who the device is: model, serial, firmware and protocol versions, and the seed of an emulated one."""
+        info = self.info
+        return DeviceIdentity(
+            model=info.model,
+            serial=info.serial,
+            firmware_version=info.firmware_version,
+            protocol_version=info.protocol_version,
+            seed=self._backend.seed,
+        )
 
     def _fit(self, layout_for: Any, feature_shape: tuple[int, ...]) -> None:
         with self._lock:
@@ -290,7 +325,9 @@ class OPU:
         return tuple(int(s) for s in array.shape[array.ndim - rank :])
 
     # ------------------------------------------------------------------ transform
-    def transform(self, X: Any, *, encoder: Any = None, decoder: Any = None, output: Output = "raw", packed: bool = False) -> Any:
+    def transform(
+        self, X: Any, *, encoder: Any = None, decoder: Any = None, output: Output = "raw", packed: bool = False
+    ) -> OPUResult:
         """Non-linear random features ``|R x|^2`` of binary inputs.
 
         Parameters
@@ -347,49 +384,43 @@ class OPU:
         return check_binary(array, "X")
 
     def _acquire_all(self, flat: np.ndarray) -> tuple[np.ndarray, TransformContext]:
-        """Acquire a (B, N) batch in device-sized chunks; nothing is returned unless all succeed."""
+        """Acquire a (B, N) batch at this OPU's configuration; nothing is returned unless all succeed."""
         if self._config_stale:
             self._configure(self._layout, self._n_components, self._settings)
-        chunk = min(self._settings.max_batch_frames, self._backend.info.limits.max_batch_frames)
-        total = flat.shape[0]
-        parts: list[Frames] = []
-        with tqdm(total=total, unit="frame", disable=not self.progress or total <= chunk, leave=False) as bar:
-            for start in range(0, total, chunk):
-                parts.append(self._backend.acquire(flat[start : start + chunk]))
-                bar.update(parts[-1].frames.shape[0])
-        frames = parts[0].frames if len(parts) == 1 else np.concatenate([p.frames for p in parts])
-        saturated = sum(p.saturated_fraction * p.frames.shape[0] for p in parts) / total
-        if saturated > self._settings.saturation_warning_fraction:
+        frames, parts = self._acquire_frames(flat, progress=self.progress)
+        log = AcquisitionLog()
+        log.add(parts)
+        if log.saturated_fraction > self._settings.saturation_warning_fraction:
             warnings.warn(
-                f"{saturated:.2e} of the output pixels are saturated; lower exposure_us "
+                f"{log.saturated_fraction:.2e} of the output pixels are saturated; lower exposure_us "
                 f"(now {self._applied.exposure_us} us) or run auto-exposure",
                 SaturationWarning,
                 stacklevel=3,
             )
-        info, layout, applied = self._backend.info, self._layout, self._applied
-        context = TransformContext(
-            exposure_us=applied.exposure_us,
-            frametime_us=applied.frametime_us,
-            # no camera (bit_depth 0): the frames already are intensities, whatever the exposure
-            gain_dn_per_intensity=self._intensity_scale(info, applied.exposure_us)[0],
-            dark_level_dn=self._intensity_scale(info, applied.exposure_us)[1],
-            input_roi=(*layout.offset, *layout.roi_shape),
-            macro_pixel=layout.factor,
-            output_roi=applied.output_roi,
-            frame_ids=np.concatenate([p.frame_ids for p in parts]),
-            timestamps_us=np.concatenate([p.timestamps_us for p in parts]),
-            device_time_s=sum(p.device_time_s for p in parts),
-            saturated_fraction=saturated,
-            calibration_id=None if self._calibration is None else self._calibration.id,
-            fidelity=info.fidelity,
-        )
-        return frames, context
+        info, applied = self._backend.info, self._applied
+        scale = self._intensity_scale(info, applied.exposure_us)
+        calibration_id = None if self._calibration is None else self._calibration.id
+        return frames, log.context(info, self._layout, applied, scale, calibration_id)
+
+    def _acquire_frames(self, flat: np.ndarray, progress: bool) -> tuple[np.ndarray, list[Frames]]:
+        """Frames of binary rows ``flat`` (B, N) in device-sized calls, at the configuration in force.
+
+        The one acquisition path of the facade and of its sessions: returns the frames and
+        the calls' metadata, or raises having returned nothing.
+        """
+        chunk = min(self._settings.max_batch_frames, self._backend.info.limits.max_batch_frames)
+        total = flat.shape[0]
+        parts: list[Frames] = []
+        with tqdm(total=total, unit="frame", disable=not progress or total <= chunk, leave=False) as bar:
+            for start in range(0, total, chunk):
+                parts.append(self._backend.acquire(flat[start : start + chunk]))
+                bar.update(parts[-1].frames.shape[0])
+        frames = parts[0].frames if len(parts) == 1 else np.concatenate([p.frames for p in parts])
+        return frames, parts
 
     def _intensity_scale(self, info: DeviceInfo, exposure_us: float) -> tuple[float, float]:
         """Counts per unit intensity at ``exposure_us`` (DN) and dark level (DN): from the record if it has them."""
-        # no camera (bit_depth 0): the frames already are intensities, whatever the exposure
-        gain = 1.0 if info.bit_depth == 0 else info.dn_per_intensity_per_us * exposure_us
-        dark = info.dark_level_dn + info.dark_current_dn_per_us * exposure_us
+        gain, dark = info.nominal_scale(exposure_us)
         record = self._calibration
         if record is not None and record.linear is not None:
             ratio = 1.0 if info.bit_depth == 0 else exposure_us / record.linear.exposure_us
@@ -399,8 +430,8 @@ class OPU:
         return gain, dark
 
     # ------------------------------------------------------------------ linear projections
-    def linear_transform(self, X: Any, *, bits: int = 8, calibrate: bool = True) -> Any:
-        """Linear random projection ``X @ M.T`` of real-valued inputs (PHYSICS.md 4).
+    def linear_transform(self, X: Any, *, bits: int = 8, calibrate: bool = True) -> OPUResult:
+        """Linear random projection ``X @ M.T`` of real-valued inputs (docs/physics.md, linear projections).
 
         Parameters
         ----------

@@ -69,3 +69,11 @@ class DeviceInfo(BaseModel):
     dark_current_dn_per_us: float = Field(0.0, description="dark-current counts per us of exposure (DN/us)")
     dn_per_intensity_per_us: float
     limits: DeviceLimits
+
+    def nominal_scale(self, exposure_us: float) -> tuple[float, float]:
+        """(DN per unit of ``|R x|^2``, dark level in DN) at ``exposure_us`` (us), from the nominal calibration.
+
+        Without a camera (``bit_depth`` 0) frames already are intensities: (1, dark level).
+        """
+        gain = 1.0 if self.bit_depth == 0 else self.dn_per_intensity_per_us * exposure_us
+        return gain, self.dark_level_dn + self.dark_current_dn_per_us * exposure_us

@@ -10,7 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from calibration.linear import calibrate_linear, encode_planes, true_linear_map
+from calibration.linear import calibrate_linear, true_linear_map
+from opu_hal.linear import encode_planes
 from opu_hal import OPU, NotCalibratedError
 
 N, M = 300, 200

@@ -72,6 +72,11 @@ class Backend(ABC):
         return self._info is not None
 
     @property
+    def seed(self) -> int | None:
+        """Seed of an emulated device (its medium and noise); None for hardware."""
+        return None
+
+    @property
     def info(self) -> DeviceInfo:
         """What the device said about itself when opened."""
         if self._info is None:

@@ -320,6 +320,11 @@ class SimBackend(WireBackend):
         self.params, self.optics = params, optics
         self._device = None
 
+    @property
+    def seed(self) -> int:
+        """The emulated device's seed."""
+        return self.params.seed
+
     def _start(self) -> Transport:
         from firmware_sim.firmware import Firmware
         from firmware_sim.server import LoopbackFirmware
