@@ -17,7 +17,7 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from opu_hal.errors import NotCalibratedError
 from opu_hal.record import CalibrationRecord
@@ -42,7 +42,7 @@ class DriftReport(BaseModel):
     threshold: float
     drifted: bool
     frames: int
-    elapsed_device_s: float | None = None
+    elapsed_device_s: float = Field(description="device time since the record's sentinel frames (s), by the frames' timestamps")
     recalibrated_id: str | None = None
 
 
@@ -77,13 +77,13 @@ class DriftMonitor:
             frames = session.acquire(inputs).astype(np.float64)
             max_dn = session.max_dn
             frames_spent = session.frames
+            now_s = float(session.context(None).timestamps_us[-1]) * 1e-6  # the device's clock
         now = (frames - dark).ravel()
         then = stored.ravel()
         usable = ((frames < max_dn) & (stored + dark < max_dn - 0.5)).ravel()
         correlation = float(np.corrcoef(now[usable], then[usable])[0, 1])
         drifted = correlation < self.threshold
-        model = getattr(opu.backend, "model", None)
-        elapsed = None if model is None else model.time_us * 1e-6 - sent.device_time_s
+        elapsed = now_s - sent.device_time_s
         new_id = None
         if drifted:
             message = (

@@ -175,6 +175,7 @@ def calibrate_linear(
         scale = _scale(first, dark_dn, ~hot, scheme, n_dev, n_ref, sentinels.sum(axis=1, dtype=np.float64))
         frametime_us = session.applied.frametime_us
         frames = session.frames
+        sentinel_time_s = float(session.context(None).timestamps_us[-1]) * 1e-6  # the device's clock
     h = np.random.default_rng([seed, 0x6C696E]).standard_normal(n_components)
     lin = LinearCalibration(
         scheme=scheme,
@@ -204,7 +205,7 @@ def calibrate_linear(
         n_features=n_dev,
         n_outputs=n_cand,
         exposure_us=exposure_us,
-        device_time_s=float(getattr(getattr(opu.backend, "model", None), "time_us", 0.0)) * 1e-6,
+        device_time_s=sentinel_time_s,
     )
     record.set_array("sentinel_inputs", pair_frames(sentinels, reference, scheme, n_features)[: 2 * n_sentinels : 2])
     record.set_array("sentinel_frames", first[::2].astype(np.float32))
