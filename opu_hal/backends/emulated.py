@@ -9,6 +9,7 @@ from firmware_sim.model import FIRMWARE_VERSION, MODEL_NAME
 
 from ..limits import MAX_BATCH_FRAMES, MAX_EXPOSURE_US, MIN_EXPOSURE_US
 from ..settings import DeviceInfo, DeviceLimits
+from ..url import DeviceSpec
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
 
 PROTOCOL_VERSION = "in-process"
@@ -65,3 +66,8 @@ class EmulatedBackend(Backend):
     def _do_close(self) -> None:
         self.model.close()
         self.model = None
+
+
+def emu_backend(spec: DeviceSpec) -> EmulatedBackend:
+    """The backend of ``emu://?KEY=VALUE...`` (keys: the emulator's parameters)."""
+    return EmulatedBackend(spec.get(EmulatorParams))
