@@ -373,20 +373,19 @@ def _range(info: Any) -> str:
 
 
 def _explain(exc: ValidationError, given: dict[str, Any], scheme: str) -> str:
-    """A pydantic error as one line per key: ``key: expected ..., got ...`` (secrets masked)."""
+    """A pydantic error as ``key: expected ... (scheme:// query key), got ...`` per key (secrets masked)."""
     secret = _secret_keys()
     messages = []
     for error in exc.errors():
         key = str(error["loc"][0]) if error["loc"] else ", ".join(sorted(given)) or "query"
-        value = given.get(key, error.get("input"))
-        shown = _MASK if key in secret else repr(value)
-        messages.append(f"{key}: expected {_lower_first(error['msg'])} ({scheme}:// query key), got {shown}")
+        shown = _MASK if key in secret else repr(given.get(key, error.get("input")))
+        message = error["msg"].removeprefix("Value error, ")
+        if message.startswith("expected") or not error["loc"]:  # the model's own check, saying what it got
+            messages.append(f"{key}: {message} ({scheme}:// query key)")
+        else:
+            expected = message.removeprefix("Input should be ")
+            messages.append(f"{key}: expected {expected[:1].lower() + expected[1:]} ({scheme}:// query key), got {shown}")
     return "; ".join(messages)
-
-
-def _lower_first(message: str) -> str:
-    message = message.removeprefix("Value error, ")
-    return message[:1].lower() + message[1:]
 
 
 # ---------------------------------------------------------------------------- the built-in schemes
