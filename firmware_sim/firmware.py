@@ -18,7 +18,6 @@ from typing import Any, Callable
 import numpy as np
 from pydantic import ValidationError
 
-from opu_hal.backends.emulated import model_info
 from opu_hal.layout import DMDLayout
 from opu_hal.limits import MAX_BATCH_FRAMES
 from opu_hal.protocol.dmd import DMDPacker
@@ -27,7 +26,7 @@ from opu_hal.protocol.messages import ErrorCode, decode_bulk, decode_json, encod
 from opu_hal.protocol.server import CommandError, Endpoint, Reply
 
 from .faults import FaultSettings, FaultState
-from .model import FIRMWARE_VERSION, OPUModel
+from .model import FIRMWARE_VERSION, OPUModel, model_info
 from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)

@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from opu_hal.limits import MAX_EXPOSURE_US, MIN_EXPOSURE_US
+from opu_hal.settings import DeviceInfo, DeviceLimits
 
 from . import timing
 from .camera import Camera
@@ -236,3 +237,29 @@ class OPUModel:
         """Release the matrix and worker threads."""
         self.medium.close()
         self.camera.close()
+
+
+def model_info(model: OPUModel, protocol_version: str, max_batch_frames: int) -> DeviceInfo:
+    """The description an emulated device gives of itself."""
+    p = model.params
+    return DeviceInfo(
+        model=MODEL_NAME,
+        serial=model.serial,
+        firmware_version=FIRMWARE_VERSION,
+        protocol_version=protocol_version,
+        dmd_shape=p.dmd_shape,
+        camera_shape=p.camera_shape,
+        bit_depth=0 if model.ideal else p.bit_depth,
+        fidelity=p.fidelity,
+        default_exposure_us=p.exposure_us,
+        dark_level_dn=model.dark_level_dn(0.0),
+        dark_current_dn_per_us=model.dark_level_dn(1.0) - model.dark_level_dn(0.0),
+        dn_per_intensity_per_us=model.dn_per_intensity(1.0),
+        limits=DeviceLimits(
+            max_n_components=model.max_outputs(),
+            max_n_features=p.n_mirrors,
+            min_exposure_us=MIN_EXPOSURE_US,
+            max_exposure_us=MAX_EXPOSURE_US,
+            max_batch_frames=max_batch_frames,
+        ),
+    )
