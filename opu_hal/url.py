@@ -100,6 +100,9 @@ class DeviceURL:
         """The URL with secret values (``token``) replaced by ``***``: safe for messages and logs."""
         return mask_url(str(self))
 
+    def __repr__(self) -> str:
+        return f"DeviceURL({self.masked()!r})"
+
 
 @dataclass(frozen=True)
 class Scheme:
@@ -325,9 +328,12 @@ def _load(target: Any, what: str) -> Any:
     if not isinstance(target, str):
         return target
     module, _, attribute = target.partition(":")
-    obj: Any = importlib.import_module(module)
-    for part in attribute.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj: Any = importlib.import_module(module)
+        for part in attribute.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as exc:
+        raise ImportError(f"{what}: expected a 'package.module:attribute' path to import, got {target!r} ({exc})") from exc
     return obj
 
 

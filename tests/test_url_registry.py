@@ -176,6 +176,7 @@ def test_the_token_is_never_shown_in_errors():
     assert mask_url(f"socket://h:1?retries=1&token={secret}") == "socket://h:1?retries=1&token=***"
     spec = resolve_url(f"socket://h:1?token={secret}")
     assert spec.url.masked() == "socket://h:1?token=***" and secret not in repr(spec.get(TokenOption))
+    assert secret not in repr(spec)
     assert spec.value("token") == secret
 
 
