@@ -13,6 +13,7 @@ from firmware_sim import EmulatorParams
 from firmware_sim.firmware import Firmware
 from firmware_sim.server import LoopbackFirmware, PtyFirmwareServer
 from opu_hal import OPU, DeviceError
+from opu_hal.cli import main
 from opu_hal.devices.common import TriggerType
 from opu_hal.devices.protocol import ProtocolCamera, ProtocolLink
 from opu_hal.protocol import ErrorCode
@@ -254,3 +255,12 @@ def test_emu_and_bench_have_no_link():
 def test_the_docs_show_the_table_of_the_registry():
     docs = (Path(__file__).resolve().parents[1] / "docs" / "protocol.md").read_text()
     assert keys_table() in docs, "docs/protocol.md: paste the output of `opu-hal urls` into its URL section"
+
+
+def test_serve_and_the_cli_go_through_the_table(capsys):
+    with pytest.raises(ValueError, match=r"^unknown query key\(s\) \['colour'\] for emu://; documented keys: \["):
+        DeviceServer("emu://?colour=red", TOKEN)
+    assert main(["urls"]) == 0
+    assert capsys.readouterr().out.strip() == keys_table()
+    assert main(["info", "serial:///dev/ttyNONE?baudrate=abc"]) == 1
+    assert "baudrate: expected a valid integer" in capsys.readouterr().err
