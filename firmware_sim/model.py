@@ -236,3 +236,4 @@ class OPUModel:
         """Release the matrix and worker threads."""
         self.medium.close()
         self.camera.close()
+
