@@ -6,7 +6,7 @@ so no message is a dict built by hand. The shared protocol constants live here t
 
 Encoding (:func:`encode`, :func:`encode_bulk_head`) is deterministic: the model's fields
 in their declared order, compact JSON separators, ASCII, no NaN or infinity. The golden
-frames of docs/protocol.md section 7 depend on it.
+frames of docs/protocol.md section 7 depend on it; section 3.1 lists the ranges.
 
 Decoding is strict (JSON types as declared: an integer field refuses ``5.0`` and ``"5"``,
 a boolean refuses ``1``):
@@ -101,7 +101,7 @@ class HelloRequest(Body):
 
     model_config = ConfigDict(extra="ignore", frozen=True)  # a later minor version may add keys
     MESSAGE: ClassVar[str] = "HELLO"
-    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"keepalive_s", "token"})
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"session", "keepalive_s", "token"})
 
     protocol: tuple[VersionNumber, VersionNumber] = Field(description="[major, minor] the host speaks")
     session: Identifier | None = Field(None, description="the host's session id (a new one clears the reply cache)")
