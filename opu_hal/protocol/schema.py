@@ -26,7 +26,6 @@ empty payload (:data:`KEEPALIVE_PAYLOAD`).
 
 from __future__ import annotations
 
-import json
 import math
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
@@ -89,7 +88,7 @@ class Body(BaseModel):
     OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset()
 
 
-class Reply(Body):
+class ReplyBody(Body):
     """Base of reply bodies: unknown keys (from a later minor version) are ignored."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
@@ -118,7 +117,7 @@ class ProtocolProbe(Body):
     protocol: tuple[VersionNumber, VersionNumber]
 
 
-class HelloReply(Reply):
+class HelloReply(ReplyBody):
     """HELLO_REPLY: who the device is. ``max_payload`` in bytes, ``clock_us`` in us."""
 
     MESSAGE: ClassVar[str] = "HELLO_REPLY"
@@ -151,7 +150,7 @@ class HelloReply(Reply):
         return info
 
 
-class VersionProbe(Reply):
+class VersionProbe(ReplyBody):
     """The part of a HELLO_REPLY read first: its format depends on ``protocol_version`` ("" if missing)."""
 
     MESSAGE: ClassVar[str] = "HELLO_REPLY"
@@ -187,7 +186,7 @@ class ConfigureRequest(Body):
         return layout
 
 
-class ConfiguredReply(Reply):
+class ConfiguredReply(ReplyBody):
     """CONFIGURED: the applied timing (us), the camera ROI [y0, x0, rows, columns] and the counters."""
 
     MESSAGE: ClassVar[str] = "CONFIGURED"
@@ -218,7 +217,7 @@ class AcquireHead(Body):
     more: bool = False
 
 
-class FramesHead(Reply):
+class FramesHead(ReplyBody):
     """FRAMES head: ``count`` frames of ``n_components`` pixels of ``dtype`` follow, after ids and timestamps.
 
     ``saturated_fraction`` in [0, 1], ``device_time_s`` (s) and ``clock_us`` (us) finite, >= 0.
@@ -252,7 +251,7 @@ class StatusRequest(Body):
     MESSAGE: ClassVar[str] = "STATUS"
 
 
-class StatusReply(Reply):
+class StatusReply(ReplyBody):
     """STATUS_REPLY: state, boot id, frames the camera lost so far, and the counters."""
 
     MESSAGE: ClassVar[str] = "STATUS_REPLY"
@@ -270,7 +269,7 @@ class ResetRequest(Body):
     MESSAGE: ClassVar[str] = "RESET"
 
 
-class ResetReply(Reply):
+class ResetReply(ReplyBody):
     """RESET_REPLY: the new boot id."""
 
     MESSAGE: ClassVar[str] = "RESET_REPLY"
@@ -284,13 +283,13 @@ class ByeRequest(Body):
     MESSAGE: ClassVar[str] = "BYE"
 
 
-class ByeReply(Reply):
+class ByeReply(ReplyBody):
     """BYE_REPLY: ``{}``."""
 
     MESSAGE: ClassVar[str] = "BYE_REPLY"
 
 
-class BootNotice(Reply):
+class BootNotice(ReplyBody):
     """BOOT (unsolicited, seq 0): the device rebooted."""
 
     MESSAGE: ClassVar[str] = "BOOT"
@@ -298,7 +297,7 @@ class BootNotice(Reply):
     boot_id: Identifier
 
 
-class ErrorBody(Reply):
+class ErrorBody(ReplyBody):
     """ERROR: ``code`` (an :class:`ErrorCode`; others are tolerated), ``message``, ``details``."""
 
     MESSAGE: ClassVar[str] = "ERROR"
@@ -339,10 +338,7 @@ _RANGE_ERRORS = frozenset({
 
 
 def _describe(cls: type[Body], exc: ValidationError) -> str:
-    parts = []
-    for error in exc.errors(include_url=False):
-        parts.append(_describe_one(error))
-    return f"{cls.MESSAGE}: " + "; ".join(parts)
+    return f"{cls.MESSAGE}: " + "; ".join(_describe_one(error) for error in exc.errors(include_url=False))
 
 
 def _describe_one(error: ErrorDetails) -> str:
@@ -376,7 +372,10 @@ def decode_reply(cls: type[B], payload: bytes | bytearray | memoryview) -> B:
 
 def decode_bulk_reply(cls: type[B], payload: bytes | bytearray | memoryview) -> tuple[B, memoryview]:
     """(head, raw bytes) of a bulk reply (host side); raises ProtocolError naming the message and field."""
-    head, raw = split_bulk(payload)
+    try:
+        head, raw = split_bulk(payload)
+    except ProtocolError as exc:
+        raise ProtocolError(f"malformed reply: {cls.MESSAGE}: {exc}") from None
     return decode_reply(cls, head), raw
 
 
