@@ -122,7 +122,7 @@ class HelloReply(ReplyBody):
 
     MESSAGE: ClassVar[str] = "HELLO_REPLY"
 
-    protocol_version: Annotated[str, Field(pattern=r"^\d{1,3}\.\d{1,3}$")]
+    protocol_version: Annotated[str, Field(pattern=r"^[0-9]{1,3}\.[0-9]{1,3}$")]
     firmware_version: Annotated[str, Field(min_length=1, max_length=64)]
     boot_id: Identifier
     info: DeviceInfo
