@@ -13,16 +13,35 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
-from pydantic import ValidationError
 
-from opu_hal.layout import DMDLayout
 from opu_hal.limits import MAX_BATCH_FRAMES
 from opu_hal.protocol.dmd import DMDPacker
-from opu_hal.protocol.frames import DEFAULT_MAX_PAYLOAD, PROTOCOL_MAJOR, PROTOCOL_MINOR, Frame, MsgType, crc32_zeros
-from opu_hal.protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
+from opu_hal.protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType, crc32_zeros
+from opu_hal.protocol.messages import ErrorCode
+from opu_hal.protocol.schema import (
+    MAX_IN_FLIGHT,
+    PROTOCOL_VERSION,
+    AcquireHead,
+    ByeReply,
+    ByeRequest,
+    ConfiguredReply,
+    ConfigureRequest,
+    FramesHead,
+    HelloReply,
+    HelloRequest,
+    ResetReply,
+    ResetRequest,
+    StatusReply,
+    StatusRequest,
+    decode_bulk_request,
+    decode_hello_request,
+    decode_request,
+    encode,
+    encode_bulk_head,
+)
 from opu_hal.protocol.server import CommandError, Endpoint, Reply
 
 from .faults import FaultSettings, FaultState
@@ -31,9 +50,6 @@ from .model import FIRMWARE_VERSION, OPUModel
 from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)
-
-PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
-MAX_IN_FLIGHT = 4
 
 
 class Firmware(Endpoint):
@@ -97,7 +113,7 @@ class Firmware(Endpoint):
         """True during an injected stall."""
         return self._stalled.is_set()
 
-    def resolve(self, hello: dict[str, Any]) -> "Firmware":
+    def resolve(self, hello: HelloRequest) -> "Firmware":
         """The endpoint for a connection (this device; a new session forgets the old replies)."""
         return self
 
@@ -117,55 +133,53 @@ class Firmware(Endpoint):
             MsgType.ACQUIRE: self._acquire,
             MsgType.STATUS: self._status,
             MsgType.RESET: self._reset,
-            MsgType.BYE: lambda f: Reply(MsgType.BYE_REPLY, [b"{}"], False),
+            MsgType.BYE: self._bye,
         }.get(frame.type)
         if handler is None:
             raise CommandError(ErrorCode.UNKNOWN_COMMAND, f"unknown message type {frame.type:#x}", cacheable=False)
         return handler(frame)
 
-    def _counters(self) -> dict[str, Any]:
-        return {"frame_counter": self.model.next_frame_id, "clock_us": self.model.time_us}
-
     def _hello(self, frame: Frame) -> Reply:
-        body = decode_json(frame.payload)
-        asked = body.get("protocol")
-        if not (isinstance(asked, list) and asked and asked[0] == PROTOCOL_MAJOR):
-            raise CommandError(
-                ErrorCode.INCOMPATIBLE, f"protocol {asked} not supported; this firmware speaks {PROTOCOL_VERSION}", False
-            )
-        session = body.get("session")
-        if session != self.session:
-            self.session, self.last_acquire_seq = session, None
+        hello = decode_hello_request(frame.payload)
+        if hello.session != self.session:
+            self.session, self.last_acquire_seq = hello.session, None
             self.cache.clear()
-        info = device_info(self.model, PROTOCOL_VERSION, MAX_BATCH_FRAMES)
-        reply = {
-            "protocol_version": PROTOCOL_VERSION,
-            "firmware_version": FIRMWARE_VERSION,
-            "boot_id": self.boot_id,
-            "info": info.model_dump(mode="json"),
-            "max_payload": self.max_payload,
-            "max_in_flight": MAX_IN_FLIGHT,
-            "state": self.state,
-            **self._counters(),
-        }
-        return Reply(MsgType.HELLO_REPLY, [encode_json(reply)], False)
+        reply = HelloReply(
+            protocol_version=PROTOCOL_VERSION,
+            firmware_version=FIRMWARE_VERSION,
+            boot_id=self.boot_id,
+            info=device_info(self.model, PROTOCOL_VERSION, MAX_BATCH_FRAMES),
+            max_payload=self.max_payload,
+            max_in_flight=MAX_IN_FLIGHT,
+            state=self.state,
+            frame_counter=self.model.next_frame_id,
+            clock_us=self.model.time_us,
+        )
+        return Reply(MsgType.HELLO_REPLY, [encode(reply)], False)
 
     def _status(self, frame: Frame) -> Reply:
-        body = {"state": self.state, "boot_id": self.boot_id, "dropped_frames": self.dropped_frames, **self._counters()}
-        return Reply(MsgType.STATUS_REPLY, [encode_json(body)], False)
+        decode_request(StatusRequest, frame.payload)
+        reply = StatusReply(
+            state=self.state,
+            boot_id=self.boot_id,
+            dropped_frames=self.dropped_frames,
+            frame_counter=self.model.next_frame_id,
+            clock_us=self.model.time_us,
+        )
+        return Reply(MsgType.STATUS_REPLY, [encode(reply)], False)
 
     def _reset(self, frame: Frame) -> Reply:
+        decode_request(ResetRequest, frame.payload)
         self._boot()
-        return Reply(MsgType.RESET_REPLY, [encode_json({"boot_id": self.boot_id})], False)
+        return Reply(MsgType.RESET_REPLY, [encode(ResetReply(boot_id=self.boot_id))], False)
+
+    def _bye(self, frame: Frame) -> Reply:
+        decode_request(ByeRequest, frame.payload)
+        return Reply(MsgType.BYE_REPLY, [encode(ByeReply())], False)
 
     def _configure(self, frame: Frame) -> Reply:
-        body = decode_json(frame.payload)
-        try:
-            layout = DMDLayout.model_validate(body["layout"])
-            n_components = int(body["n_components"])
-            exposure_us, frametime_us = body.get("exposure_us"), body.get("frametime_us")
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise CommandError(ErrorCode.BAD_REQUEST, f"CONFIGURE: malformed request: {exc}", False) from None
+        body = decode_request(ConfigureRequest, frame.payload)  # refused before anything changes
+        layout = body.layout
         if layout.dmd_shape != self.params.dmd_shape:
             raise CommandError(
                 ErrorCode.INVALID_ARGUMENT,
@@ -173,34 +187,31 @@ class Firmware(Endpoint):
                 False,
             )
         try:
-            applied = self.model.configure(layout.n_features, n_components, exposure_us, frametime_us)
+            applied = self.model.configure(layout.n_features, body.n_components, body.exposure_us, body.frametime_us)
         except ValueError as exc:
             raise CommandError(ErrorCode.INVALID_ARGUMENT, str(exc), False) from None
-        if body.get("frame_counter") is not None:  # a host resuming after a reboot restores the counters
-            self.model.next_frame_id = int(body["frame_counter"])
-        if body.get("clock_us") is not None and float(body["clock_us"]) > self.model.time_us:
-            self.model.advance((float(body["clock_us"]) - self.model.time_us) * 1e-6)
+        if body.frame_counter is not None:  # a host resuming after a reboot restores the counters
+            self.model.next_frame_id = body.frame_counter
+        if body.clock_us is not None and body.clock_us > self.model.time_us:
+            self.model.advance((body.clock_us - self.model.time_us) * 1e-6)
         self.packer = DMDPacker(layout)
         self.state = "configured"
-        reply = {
-            "exposure_us": applied.exposure_us,
-            "frametime_us": applied.frametime_us,
-            "roi": list(applied.roi),
-            **self._counters(),
-        }
-        return Reply(MsgType.CONFIGURED, [encode_json(reply)])
+        reply = ConfiguredReply(
+            exposure_us=applied.exposure_us,
+            frametime_us=applied.frametime_us,
+            roi=applied.roi,
+            frame_counter=self.model.next_frame_id,
+            clock_us=self.model.time_us,
+        )
+        return Reply(MsgType.CONFIGURED, [encode(reply)])
 
     def _acquire(self, frame: Frame) -> Reply | None:
         if self.state == "idle":
             raise CommandError(ErrorCode.NOT_CONFIGURED, "ACQUIRE before CONFIGURE (the device is idle)", False)
-        head, raw = decode_bulk(frame.payload)
-        try:
-            count, rows, row_bytes = int(head["count"]), int(head["rows"]), int(head["row_bytes"])
-            after = int(head.get("after", 0))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CommandError(ErrorCode.BAD_REQUEST, f"ACQUIRE: malformed head {head!r}: {exc}", False) from None
+        head, raw = decode_bulk_request(AcquireHead, frame.payload)
+        count, rows, row_bytes, after = head.count, head.rows, head.row_bytes, head.after
         packer = self.packer
-        if (rows, row_bytes) != (self.params.dmd_shape[0], packer.stride) or count < 1:
+        if (rows, row_bytes) != (self.params.dmd_shape[0], packer.stride):
             raise CommandError(
                 ErrorCode.INVALID_ARGUMENT,
                 f"ACQUIRE: expected frames of {self.params.dmd_shape[0]} rows x {packer.stride} bytes, "
@@ -265,16 +276,17 @@ class Firmware(Endpoint):
                 f"the camera delivered {delivered.size} of {count} frames; lost frame ids {missing}",
                 frame_ids=missing,
             )
-        head = {
-            "count": count,
-            "n_components": int(frames.shape[1]),
-            "dtype": frames.dtype.str,
-            "saturated_fraction": saturated,
-            "device_time_s": device_time_s,
-            **self._counters(),
-        }
+        head = FramesHead(
+            count=count,
+            n_components=frames.shape[1],
+            dtype=frames.dtype.str,
+            saturated_fraction=saturated,
+            device_time_s=device_time_s,
+            frame_counter=model.next_frame_id,
+            clock_us=model.time_us,
+        )
         frames = np.ascontiguousarray(frames)
-        pieces = encode_bulk(
+        pieces = encode_bulk_head(
             head, ids.astype("<i8").tobytes(), np.asarray(stamps, dtype="<f8").tobytes(), memoryview(frames).cast("B")
         )
         # optics off: the frames are zeros, whose CRC needs no pass over them (as a device's CRC engine)

@@ -20,20 +20,34 @@ from collections import deque
 from typing import Any
 
 import numpy as np
-from pydantic import ValidationError
 
 from .backends import Backend, DeviceConfig, make_backend
-from .layout import DMDLayout
 from .protocol.dmd import DMDPacker
-from .protocol.frames import DEFAULT_MAX_PAYLOAD, PROTOCOL_MAJOR, PROTOCOL_MINOR, Frame, MsgType
-from .protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
+from .protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
+from .protocol.messages import ErrorCode
+from .protocol.schema import (
+    MAX_IN_FLIGHT,
+    PROTOCOL_VERSION,
+    AcquireHead,
+    ByeReply,
+    ByeRequest,
+    ConfiguredReply,
+    ConfigureRequest,
+    FramesHead,
+    HelloReply,
+    HelloRequest,
+    StatusReply,
+    StatusRequest,
+    decode_bulk_request,
+    decode_request,
+    encode,
+    encode_bulk_head,
+)
 from .protocol.server import CommandError, Endpoint, Reply, ServerLink
 from .transport import TCPTransport
 from .url import parse_device_url
 
 logger = logging.getLogger(__name__)
-
-PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"
 
 
 class DeviceQueue:
@@ -91,6 +105,8 @@ class ClientSession(Endpoint):
         self.packer: DMDPacker | None = None
         self.applied = None
         self.last_acquire_seq: int | None = None
+        self.frame_counter = 0  # the device's counters after this client's last acquisition
+        self.clock_us = 0.0
 
     def execute(self, frame: Frame) -> Reply:
         """Run one command of this client's."""
@@ -101,41 +117,44 @@ class ClientSession(Endpoint):
         if frame.type == MsgType.ACQUIRE:
             return self._acquire(frame)
         if frame.type == MsgType.STATUS:
-            state = "idle" if self.config is None else "configured"
-            return Reply(MsgType.STATUS_REPLY, [encode_json({"state": state, "boot_id": self.device.boot_id})], False)
+            decode_request(StatusRequest, frame.payload)
+            reply = StatusReply(
+                state=self._state, boot_id=self.device.boot_id, dropped_frames=0,
+                frame_counter=self.frame_counter, clock_us=self.clock_us,
+            )
+            return Reply(MsgType.STATUS_REPLY, [encode(reply)], False)
         if frame.type == MsgType.BYE:
+            decode_request(ByeRequest, frame.payload)
             self.device.queue.release(self)
             if self._forget is not None:
                 self._forget(self.session_id)
-            return Reply(MsgType.BYE_REPLY, [b"{}"], False)
+            return Reply(MsgType.BYE_REPLY, [encode(ByeReply())], False)
         if frame.type == MsgType.PING:
             return Reply(MsgType.PONG, [frame.payload], False)
         raise CommandError(ErrorCode.UNKNOWN_COMMAND, f"message type {frame.type:#x} is not served", False)
 
+    @property
+    def _state(self) -> str:
+        return "idle" if self.config is None else "configured"
+
     def _hello(self) -> Reply:
         info = self.device.info.model_copy(update={"protocol_version": PROTOCOL_VERSION})
-        body = {
-            "protocol_version": PROTOCOL_VERSION,
-            "firmware_version": info.firmware_version,
-            "boot_id": self.device.boot_id,
-            "info": info.model_dump(mode="json"),
-            "max_payload": self.device.max_payload,
-            "max_in_flight": 4,
-            "state": "idle" if self.config is None else "configured",
-            "frame_counter": 0,
-            "clock_us": 0.0,
-        }
-        return Reply(MsgType.HELLO_REPLY, [encode_json(body)], False)
+        reply = HelloReply(
+            protocol_version=PROTOCOL_VERSION,
+            firmware_version=info.firmware_version,
+            boot_id=self.device.boot_id,
+            info=info,
+            max_payload=self.device.max_payload,
+            max_in_flight=MAX_IN_FLIGHT,
+            state=self._state,
+            frame_counter=self.frame_counter,
+            clock_us=self.clock_us,
+        )
+        return Reply(MsgType.HELLO_REPLY, [encode(reply)], False)
 
     def _configure(self, frame: Frame) -> Reply:
-        body = decode_json(frame.payload)
-        try:
-            config = DeviceConfig(
-                DMDLayout.model_validate(body["layout"]), int(body["n_components"]),
-                body.get("exposure_us"), body.get("frametime_us"),
-            )
-        except (KeyError, TypeError, ValueError, ValidationError) as exc:
-            raise CommandError(ErrorCode.BAD_REQUEST, f"CONFIGURE: malformed request: {exc}", False) from None
+        body = decode_request(ConfigureRequest, frame.payload)
+        config = DeviceConfig(body.layout, body.n_components, body.exposure_us, body.frametime_us)
         self.device.queue.acquire(self)
         try:
             self.device.use(self, config)
@@ -144,24 +163,25 @@ class ClientSession(Endpoint):
         finally:
             self.device.queue.release(self)
         self.config, self.packer = config, DMDPacker(config.layout)
-        reply = {"exposure_us": self.applied.exposure_us, "frametime_us": self.applied.frametime_us,
-                 "roi": list(self.applied.output_roi), "frame_counter": 0, "clock_us": 0.0}
-        return Reply(MsgType.CONFIGURED, [encode_json(reply)])
+        reply = ConfiguredReply(
+            exposure_us=self.applied.exposure_us,
+            frametime_us=self.applied.frametime_us,
+            roi=self.applied.output_roi,
+            frame_counter=self.frame_counter,
+            clock_us=self.clock_us,
+        )
+        return Reply(MsgType.CONFIGURED, [encode(reply)])
 
     def _acquire(self, frame: Frame) -> Reply:
         if self.config is None:
             raise CommandError(ErrorCode.NOT_CONFIGURED, "ACQUIRE before CONFIGURE", False)
-        head, raw = decode_bulk(frame.payload)
-        try:
-            count, rows, row_bytes = int(head["count"]), int(head["rows"]), int(head["row_bytes"])
-            after, more = int(head.get("after", 0)), bool(head.get("more", False))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise CommandError(ErrorCode.BAD_REQUEST, f"ACQUIRE: malformed head: {exc}", False) from None
+        head, raw = decode_bulk_request(AcquireHead, frame.payload)
+        count, rows, row_bytes = head.count, head.rows, head.row_bytes
         expected = (self.config.layout.dmd_shape[0], self.packer.stride)
-        if (rows, row_bytes) != expected or count < 1 or len(raw) != count * rows * row_bytes:
+        if (rows, row_bytes) != expected or len(raw) != count * rows * row_bytes:
             raise CommandError(ErrorCode.BAD_REQUEST, f"ACQUIRE: expected {count} frames of {expected} bytes", False)
-        if after and after != self.last_acquire_seq:
-            raise CommandError(ErrorCode.OUT_OF_ORDER, f"ACQUIRE seq {frame.seq} follows seq {after}", False)
+        if head.after and head.after != self.last_acquire_seq:
+            raise CommandError(ErrorCode.OUT_OF_ORDER, f"ACQUIRE seq {frame.seq} follows seq {head.after}", False)
         features = self.packer.unpack(np.frombuffer(raw, dtype=np.uint8).reshape(count, rows, row_bytes))
         device = self.device
         device.queue.acquire(self)
@@ -171,17 +191,22 @@ class ClientSession(Endpoint):
         except BaseException:
             device.queue.release(self)
             raise
-        if not more:
+        if not head.more:
             device.queue.release(self)
         self.last_acquire_seq = frame.seq
+        self.frame_counter = int(result.frame_ids[-1]) + 1
+        self.clock_us = float(result.timestamps_us[-1]) + self.applied.frametime_us
         frames = np.ascontiguousarray(result.frames)
-        out = {
-            "count": count, "n_components": int(frames.shape[1]), "dtype": frames.dtype.str,
-            "saturated_fraction": result.saturated_fraction, "device_time_s": result.device_time_s,
-            "frame_counter": int(result.frame_ids[-1]) + 1,
-            "clock_us": float(result.timestamps_us[-1]) + self.applied.frametime_us,
-        }
-        return Reply(MsgType.FRAMES, encode_bulk(
+        out = FramesHead(
+            count=count,
+            n_components=frames.shape[1],
+            dtype=frames.dtype.str,
+            saturated_fraction=result.saturated_fraction,
+            device_time_s=result.device_time_s,
+            frame_counter=self.frame_counter,
+            clock_us=self.clock_us,
+        )
+        return Reply(MsgType.FRAMES, encode_bulk_head(
             out, result.frame_ids.astype("<i8").tobytes(), result.timestamps_us.astype("<f8").tobytes(),
             memoryview(frames).cast("B"),
         ))
@@ -240,14 +265,12 @@ class DeviceServer:
         """What clients open (add ``?token=...``)."""
         return f"socket://{self.address[0]}:{self.address[1]}"
 
-    def resolve(self, hello: dict[str, Any]) -> ClientSession:
-        """Check the token and find the client's session (called on HELLO)."""
-        token = hello.get("token")
-        if not isinstance(token, str) or not hmac.compare_digest(token.encode(), self.token.encode()):
+    def resolve(self, hello: HelloRequest) -> ClientSession:
+        """Check the token and find the client's session (called on HELLO, its protocol checked)."""
+        token = hello.token
+        if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
             raise CommandError(ErrorCode.UNAUTHORIZED, "a valid token is required (socket://HOST:PORT?token=...)", False)
-        if hello.get("protocol", [None])[0] != PROTOCOL_MAJOR:
-            raise CommandError(ErrorCode.INCOMPATIBLE, f"protocol {hello.get('protocol')} not served", False)
-        session_id = str(hello.get("session", ""))
+        session_id = hello.session or ""
         with self._lock:
             if session_id not in self._sessions:
                 self._sessions[session_id] = ClientSession(self.device, session_id, self._forget)
@@ -309,5 +332,5 @@ class DeviceServer:
         self.device.backend.close()
 
 
-def _busy(hello: dict[str, Any]) -> Endpoint:
+def _busy(hello: HelloRequest) -> Endpoint:
     raise CommandError(ErrorCode.BUSY, "too many clients; try again later", False)

@@ -1,4 +1,4 @@
-"""Device URLs: one table from scheme to factory and documented query keys (docs/protocol.md, section 7).
+"""Device URLs: one table from scheme to factory and documented query keys (docs/protocol.md, section 8).
 
 A device is named by a URL, ``scheme://LOCATION?key=value&...`` (a bare path such as
 ``/dev/ttyUSB0`` means ``serial://``). Every consumer (:class:`~opu_hal.OPU`, ``opu-hal

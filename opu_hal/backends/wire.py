@@ -26,7 +26,18 @@ from ..errors import DeviceError, ProtocolError
 from ..protocol.client import DeviceResetError, Hello, ProtocolClient, Request
 from ..protocol.dmd import DMDPacker
 from ..protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
-from ..protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
+from ..protocol.messages import ErrorCode
+from ..protocol.schema import (
+    HEAD_ROOM,
+    AcquireHead,
+    ConfiguredReply,
+    ConfigureRequest,
+    FramesHead,
+        decode_bulk_reply,
+    decode_reply,
+    encode,
+    encode_bulk_head,
+)
 from ..settings import DeviceInfo
 from ..transport import Transport
 from ..url import DeviceSpec, WireOptions
@@ -39,7 +50,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 
-_HEAD_ROOM = 4096  # bytes kept for the JSON head of a bulk payload
 # Calls up to this size go as one ACQUIRE (the emulator then computes exactly emu://'s batches);
 # larger ones are split so that upload, acquisition and download overlap.
 _CHUNK_TARGET = 16 * 2**20
@@ -149,20 +159,18 @@ class WireBackend(Backend):
         raise AssertionError("unreachable")
 
     def _send_config(self, config: DeviceConfig, restore: bool) -> AppliedConfig:
-        body: dict[str, object] = {
-            "layout": config.layout.model_dump(mode="json"),
-            "n_components": config.n_components,
-            "exposure_us": config.exposure_us,
-            "frametime_us": config.frametime_us,
-        }
-        if restore:
-            body["frame_counter"], body["clock_us"] = self._counters
-        reply = decode_json(self.client.request(Request(MsgType.CONFIGURE, [encode_json(body)])).payload)
-        try:
-            applied = AppliedConfig(float(reply["exposure_us"]), float(reply["frametime_us"]), tuple(reply["roi"]))
-            self._counters = (int(reply["frame_counter"]), float(reply["clock_us"]))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"CONFIGURE: malformed reply {reply!r}: {exc}") from None
+        frame_counter, clock_us = self._counters if restore else (None, None)
+        body = ConfigureRequest(
+            layout=config.layout,
+            n_components=config.n_components,
+            exposure_us=config.exposure_us,
+            frametime_us=config.frametime_us,
+            frame_counter=frame_counter,
+            clock_us=clock_us,
+        )
+        reply = decode_reply(ConfiguredReply, self.client.request(Request(MsgType.CONFIGURE, [encode(body)])).payload)
+        applied = AppliedConfig(reply.exposure_us, reply.frametime_us, reply.roi)
+        self._counters = (reply.frame_counter, reply.clock_us)
         if self._packer is None or self._packer.layout != config.layout:
             self._packer = DMDPacker(config.layout)
         self._applied = applied
@@ -191,7 +199,7 @@ class WireBackend(Backend):
     def _chunk_size(self, batch: int) -> int:
         dmd_bytes = self._packer.frame_bytes
         camera_bytes = self._config.n_components * self._pixel_bytes() + 16  # with the frame id and timestamp
-        limit = min(self.client.hello.max_payload, self.max_payload, _CHUNK_TARGET) - _HEAD_ROOM
+        limit = min(self.client.hello.max_payload, self.max_payload, _CHUNK_TARGET) - HEAD_ROOM
         fits = max(1, limit // max(dmd_bytes, camera_bytes))
         if self.chunk_frames is not None:
             return min(self.chunk_frames, fits)
@@ -216,15 +224,16 @@ class WireBackend(Backend):
             if index + 1 < len(bounds):
                 upcoming = pack(packer, features[slice(*bounds[index + 1])])
             seq = self.client.next_seq()
-            head = {
-                "count": hi - lo,
-                "rows": packed.shape[1],
-                "row_bytes": packed.shape[2],
-                "after": after,
-                "more": hi < bounds[-1][1],  # a shared device stays ours until the call's last chunk
-            }
+            head = AcquireHead(
+                count=hi - lo,
+                rows=packed.shape[1],
+                row_bytes=packed.shape[2],
+                after=after,
+                more=hi < bounds[-1][1],  # a shared device stays ours until the call's last chunk
+            )
             # the camera frames of the reply arrive straight in the call's output
-            yield Request(MsgType.ACQUIRE, encode_bulk(head, memoryview(packed).cast("B")), seq, out[lo * row : hi * row])
+            pieces = encode_bulk_head(head, memoryview(packed).cast("B"))
+            yield Request(MsgType.ACQUIRE, pieces, seq, out[lo * row : hi * row])
             after = seq
 
     def _do_acquire(self, features: np.ndarray) -> Frames:
@@ -255,14 +264,9 @@ class WireBackend(Backend):
 
     def _parse(self, reply: Frame, lo: int, hi: int, out: np.ndarray) -> "_Chunk":
         """Check a FRAMES reply for frames ``lo:hi`` of the call; their camera frames end up in ``out``."""
-        head, raw = decode_bulk(reply.payload)
-        try:
-            n, dtype = int(head["n_components"]), np.dtype(head["dtype"])
-            got = int(head["count"])
-            self._counters = (int(head["frame_counter"]), float(head["clock_us"]))
-            saturated, device_time_s = float(head["saturated_fraction"]), float(head["device_time_s"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"FRAMES: malformed head {head!r}: {exc}") from None
+        head, raw = decode_bulk_reply(FramesHead, reply.payload)
+        n, dtype, got = head.n_components, head.numpy_dtype, head.count
+        self._counters = (head.frame_counter, head.clock_us)
         count, row = hi - lo, self._config.n_components * self._pixel_bytes()
         expected = count * (16 + n * dtype.itemsize)
         if got != count or n != self._config.n_components or len(raw) + reply.placed != expected:
@@ -280,7 +284,7 @@ class WireBackend(Backend):
             raise ProtocolError(f"FRAMES: frame ids are not consecutive: {ids.tolist()[:10]}...")
         if not reply.placed:  # a reply too small to be read in place
             out[lo * row : hi * row] = np.frombuffer(raw, dtype=np.uint8, offset=16 * count)
-        return _Chunk(dtype, ids, stamps, saturated, device_time_s)
+        return _Chunk(dtype, ids, stamps, head.saturated_fraction, head.device_time_s)
 
 
 @dataclass(frozen=True)

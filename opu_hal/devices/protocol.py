@@ -25,7 +25,18 @@ from ..errors import DeviceError, ProtocolError
 from ..layout import DMDLayout
 from ..protocol.client import Hello, ProtocolClient, Request
 from ..protocol.frames import MsgType
-from ..protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
+from ..protocol.messages import ErrorCode
+from ..protocol.schema import (
+    HEAD_ROOM,
+    AcquireHead,
+    ConfiguredReply,
+    ConfigureRequest,
+    FramesHead,
+    decode_bulk_reply,
+    decode_reply,
+    encode,
+    encode_bulk_head,
+)
 from ..settings import DeviceInfo
 from ..transport import Transport
 from ..url import WireOptions, resolve_url
@@ -34,8 +45,6 @@ from .common import DeviceIdentity, TriggerMode, TriggerType
 from .dmd import DMD, DMDLimits, DMDSettings, packed_shape
 
 logger = logging.getLogger(__name__)
-
-_HEAD_ROOM = 4096  # bytes of a bulk payload kept for its JSON head
 
 
 class ProtocolLink:
@@ -151,30 +160,24 @@ class ProtocolLink:
             return
         layout = self.layout or self.default_layout()
         rows = self.readout_rows or self.info.camera_shape[0]
-        body: dict[str, Any] = {
-            "layout": layout.model_dump(mode="json"),
-            "n_components": rows * self.info.camera_shape[1],
-            "exposure_us": self.exposure_us,
-            "frametime_us": None,
-        }
+        body = ConfigureRequest(
+            layout=layout, n_components=rows * self.info.camera_shape[1], exposure_us=self.exposure_us, frametime_us=None
+        )
         reply = self._configure(body)
-        self.min_frametime_us = float(reply["frametime_us"])
+        self.min_frametime_us = reply.frametime_us
         if self.picture_time_us is not None and self.picture_time_us > self.min_frametime_us:
-            self._configure({**body, "frametime_us": self.picture_time_us})
+            self._configure(body.model_copy(update={"frametime_us": self.picture_time_us}))
         self._dirty = False
 
-    def _configure(self, body: dict[str, Any]) -> dict[str, Any]:
-        reply = decode_json(self.client.request(Request(MsgType.CONFIGURE, [encode_json(body)])).payload)
-        if "frametime_us" not in reply:
-            raise ProtocolError(f"CONFIGURE: malformed reply {reply!r}")
-        return reply
+    def _configure(self, body: ConfigureRequest) -> ConfiguredReply:
+        return decode_reply(ConfiguredReply, self.client.request(Request(MsgType.CONFIGURE, [encode(body)])).payload)
 
     # ------------------------------------------------------------------ acquisition
     def show(self, packed: np.ndarray) -> None:
         """Show packed frames (F, rows, bytes per row) and hand the camera frames they trigger to ``sink``."""
         self.configure()
-        head = {"count": packed.shape[0], "rows": packed.shape[1], "row_bytes": packed.shape[2]}
-        request = Request(MsgType.ACQUIRE, encode_bulk(head, memoryview(np.ascontiguousarray(packed)).cast("B")))
+        head = AcquireHead(count=packed.shape[0], rows=packed.shape[1], row_bytes=packed.shape[2])
+        request = Request(MsgType.ACQUIRE, encode_bulk_head(head, memoryview(np.ascontiguousarray(packed)).cast("B")))
         self.displayed = packed[-1:].copy()
         try:
             reply = self.client.request(request)
@@ -188,13 +191,10 @@ class ProtocolLink:
             self.sink(frames, ids, stamps)
 
     def _parse(self, payload: bytes, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        head, raw = decode_bulk(payload)
-        try:
-            n, dtype, got = int(head["n_components"]), np.dtype(head["dtype"]), int(head["count"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"FRAMES: malformed head {head!r}: {exc}") from None
-        if got != count or len(raw) != count * (16 + n * dtype.itemsize):
-            raise ProtocolError(f"FRAMES: expected {count} frames, got {got} ({len(raw)} bytes)")
+        head, raw = decode_bulk_reply(FramesHead, payload)
+        n, dtype = head.n_components, head.numpy_dtype
+        if head.count != count or len(raw) != head.raw_bytes:
+            raise ProtocolError(f"FRAMES: expected {count} frames, got {head.count} ({len(raw)} bytes)")
         ids = np.frombuffer(raw, dtype="<i8", count=count).astype(np.int64)
         stamps = np.frombuffer(raw, dtype="<f8", count=count, offset=8 * count).astype(np.float64)
         frames = np.frombuffer(raw, dtype=dtype, offset=16 * count).reshape(count, n).astype(dtype.newbyteorder("="))
@@ -203,7 +203,7 @@ class ProtocolLink:
     def max_frames(self) -> int:
         """Frames one ACQUIRE can carry (the DMD's 'on-board memory')."""
         rows, stride = packed_shape(self.info.dmd_shape)
-        fit = (self.hello.max_payload - _HEAD_ROOM) // (rows * stride)
+        fit = (self.hello.max_payload - HEAD_ROOM) // (rows * stride)
         return max(1, min(fit, self.info.limits.max_batch_frames, self.chunk_frames or fit))
 
 

@@ -1,4 +1,5 @@
-"""The opu-hal wire protocol (docs/protocol.md): frames, payloads, host client and device server."""
+"""The opu-hal wire protocol (docs/protocol.md): frames, payloads, typed message bodies
+(:mod:`~opu_hal.protocol.schema`), host client and device server."""
 
 from .client import DeviceResetError, Hello, ProtocolClient, Request
 from .dmd import DMDPacker

@@ -34,7 +34,8 @@ from .frames import (
     frame_bytes,
     write_frame,
 )
-from .messages import ErrorCode, decode_json, encode_json, error_to_exception
+from .messages import ErrorCode, error_to_exception
+from .schema import BootNotice, ByeRequest, ErrorBody, HelloReply, HelloRequest, VersionProbe, decode_reply, encode
 
 logger = logging.getLogger(__name__)
 
@@ -188,16 +189,12 @@ class ProtocolClient:
 
     def handshake(self) -> Hello:
         """Send HELLO; returns (and keeps) the device's answer. Raises IncompatibleFirmwareError."""
-        body = {
-            "protocol": [PROTOCOL_MAJOR, PROTOCOL_MINOR],
-            "session": self.session,
-            "keepalive_s": self.timeout_s / 4,
-        }
-        if self.token is not None:
-            body["token"] = self.token
+        body = HelloRequest(
+            protocol=(PROTOCOL_MAJOR, PROTOCOL_MINOR), session=self.session, keepalive_s=self.timeout_s / 4, token=self.token
+        )
         self._in_handshake = True
         try:
-            reply = self.request(Request(MsgType.HELLO, [encode_json(body)]))
+            reply = self.request(Request(MsgType.HELLO, [encode(body)]))
         finally:
             self._in_handshake = False
         hello = self._parse_hello(reply)
@@ -208,32 +205,29 @@ class ProtocolClient:
     def _parse_hello(reply: Frame) -> Hello:
         if reply.type != MsgType.HELLO_REPLY:
             raise ProtocolError(f"HELLO: expected a HELLO_REPLY, got message type {reply.type:#x}")
-        body = decode_json(reply.payload)
-        version = str(body.get("protocol_version", ""))
-        if version.split(".")[0] != str(PROTOCOL_MAJOR):
+        probe = decode_reply(VersionProbe, reply.payload)
+        if probe.protocol_version.split(".")[0] != str(PROTOCOL_MAJOR):
             raise IncompatibleFirmwareError(
-                f"the device speaks protocol {version or 'unknown'}, this driver protocol {PROTOCOL_MAJOR}.x "
-                f"(firmware {body.get('firmware_version', 'unknown')})"
+                f"the device speaks protocol {probe.protocol_version or 'unknown'}, this driver protocol "
+                f"{PROTOCOL_MAJOR}.x (firmware {probe.firmware_version})"
             )
-        try:
-            return Hello(
-                protocol_version=version,
-                firmware_version=str(body["firmware_version"]),
-                boot_id=str(body["boot_id"]),
-                info=DeviceInfo.model_validate(body["info"]),
-                max_payload=int(body["max_payload"]),
-                max_in_flight=int(body["max_in_flight"]),
-                extra={k: v for k, v in body.items() if k not in Hello.__dataclass_fields__},
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ProtocolError(f"HELLO: malformed reply {body!r}: {exc}") from None
+        body = decode_reply(HelloReply, reply.payload)
+        return Hello(
+            protocol_version=body.protocol_version,
+            firmware_version=body.firmware_version,
+            boot_id=body.boot_id,
+            info=body.info,
+            max_payload=body.max_payload,
+            max_in_flight=body.max_in_flight,
+            extra=body.model_dump(mode="json", include={"state", "frame_counter", "clock_us"}),
+        )
 
     def close(self) -> None:
         """Say goodbye (best effort) and close the link."""
         if self.transport.is_open and self.hello is not None:
             retries, self.retries = self.retries, 0
             try:
-                self.request(Request(MsgType.BYE, [b"{}"]))
+                self.request(Request(MsgType.BYE, [encode(ByeRequest())]))
             except OPUError as exc:
                 logger.debug("BYE not answered: %s", exc)
             finally:
@@ -399,7 +393,7 @@ class ProtocolClient:
 
     def _dispatch(self, frame: Frame) -> None:
         if frame.type == MsgType.BOOT:
-            boot_id = str(decode_json(frame.payload).get("boot_id", ""))
+            boot_id = decode_reply(BootNotice, frame.payload).boot_id
             if self.hello is not None and not self._in_handshake and boot_id != self.hello.boot_id:
                 raise DeviceResetError(f"the device rebooted (boot id {boot_id})", boot_id)
             return
@@ -411,7 +405,7 @@ class ProtocolClient:
             pending.deadline = time.monotonic() + self.timeout_s
             return
         if frame.type == MsgType.ERROR:
-            code = decode_json(frame.payload).get("code")
+            code = decode_reply(ErrorBody, frame.payload).code
             if code == ErrorCode.CORRUPT_REQUEST:
                 self._retry(pending, "the device received the request corrupt", corrupt=True)
                 return

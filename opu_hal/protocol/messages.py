@@ -6,8 +6,10 @@ A control payload is UTF-8 JSON (an object). A bulk payload is::
     n bytes    head  UTF-8 JSON object
     rest       raw   arrays, little-endian, C order, back to back as the head describes
 
-Error replies (``MsgType.ERROR``) carry ``{"code": int, "message": str, "details": {...}}``;
-:func:`error_to_exception` turns them into the exceptions of :mod:`opu_hal.errors`.
+Error replies (``MsgType.ERROR``) carry ``{"code": int, "message": str, "details": {...}}``
+(:class:`~opu_hal.protocol.schema.ErrorBody`); :func:`error_to_exception` turns them into
+the exceptions of :mod:`opu_hal.errors`. The typed bodies of every message are in
+:mod:`opu_hal.protocol.schema`, which builds on the codec here.
 """
 
 from __future__ import annotations
@@ -51,9 +53,21 @@ class ErrorCode(IntEnum):
     OUT_OF_ORDER = 13
 
 
+class CommandError(Exception):
+    """Raised by a device to refuse a request with an error code (answered with an ERROR reply).
+
+    ``cacheable``: whether the refusal is the final answer to this request (False when the
+    request changed nothing and may succeed if sent again, e.g. out of order).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, cacheable: bool = True, **details: Any) -> None:
+        super().__init__(message)
+        self.code, self.cacheable, self.details = code, cacheable, details
+
+
 def encode_json(obj: dict[str, Any]) -> bytes:
-    """A control payload."""
-    return json.dumps(obj, separators=(",", ":")).encode()
+    """A control payload: compact JSON, keys in the order given, ASCII; NaN and infinities refused."""
+    return json.dumps(obj, separators=(",", ":"), allow_nan=False).encode()
 
 
 def decode_json(payload: bytes | bytearray | memoryview) -> dict[str, Any]:
@@ -73,29 +87,39 @@ def encode_bulk(head: dict[str, Any], *arrays: bytes | memoryview) -> list[bytes
     return [_HEAD_LEN.pack(len(text)), text, *arrays]
 
 
-def decode_bulk(payload: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:
-    """(head, raw bytes) of a bulk payload; raises ProtocolError if malformed."""
+def split_bulk(payload: bytes | bytearray | memoryview) -> tuple[bytes, memoryview]:
+    """(head JSON bytes, raw bytes) of a bulk payload; raises ProtocolError if the head overruns it."""
     if len(payload) < _HEAD_LEN.size:
         raise ProtocolError(f"bulk payload of {len(payload)} bytes is shorter than its head length field")
     (n,) = _HEAD_LEN.unpack_from(payload)
     if n > len(payload) - _HEAD_LEN.size:
         raise ProtocolError(f"bulk head of {n} bytes overruns the {len(payload)}-byte payload")
     view = memoryview(payload)
-    head = decode_json(bytes(view[_HEAD_LEN.size : _HEAD_LEN.size + n]))
-    return head, view[_HEAD_LEN.size + n :]
+    return bytes(view[_HEAD_LEN.size : _HEAD_LEN.size + n]), view[_HEAD_LEN.size + n :]
+
+
+def decode_bulk(payload: bytes | bytearray | memoryview) -> tuple[dict[str, Any], memoryview]:
+    """(head, raw bytes) of a bulk payload; raises ProtocolError if malformed."""
+    head, raw = split_bulk(payload)
+    return decode_json(head), raw
 
 
 def error_payload(code: ErrorCode, message: str, **details: Any) -> bytes:
-    """The payload of an ERROR reply."""
-    return encode_json({"code": int(code), "message": message, "details": details})
+    """The payload of an ERROR reply (an :class:`~opu_hal.protocol.schema.ErrorBody`)."""
+    from .schema import ErrorBody, encode  # the schema builds on this module
+
+    return encode(ErrorBody(code=int(code), message=message, details=details))
 
 
 def error_to_exception(payload: bytes | bytearray | memoryview) -> OPUError:
-    """The :mod:`opu_hal.errors` exception an ERROR reply stands for."""
-    body = decode_json(payload)
-    code, message = body.get("code"), str(body.get("message", ""))
-    if not isinstance(code, int):
-        return ProtocolError(f"error reply without an integer code: {body!r}")
+    """The :mod:`opu_hal.errors` exception an ERROR reply stands for (ProtocolError if malformed)."""
+    from .schema import ErrorBody, decode_reply  # the schema builds on this module
+
+    try:
+        body = decode_reply(ErrorBody, payload)
+    except ProtocolError as exc:
+        return exc
+    code, message = body.code, body.message
     text = f"device error {code}"
     try:
         text += f" ({ErrorCode(code).name})"
@@ -111,5 +135,5 @@ def error_to_exception(payload: bytes | bytearray | memoryview) -> OPUError:
     if code in (ErrorCode.BAD_REQUEST, ErrorCode.CORRUPT_REQUEST):
         return ProtocolError(text)
     error = InvalidArgumentError(text, code) if code == ErrorCode.INVALID_ARGUMENT else DeviceError(text, code)
-    error.details = body.get("details", {})
+    error.details = dict(body.details)
     return error

@@ -23,25 +23,14 @@ from typing import Any, Callable
 from ..errors import ProtocolError
 from ..transport import Transport, TransportError
 from .frames import DEFAULT_MAX_PAYLOAD, CorruptFrameError, Frame, FrameDecoder, MsgType, frame_bytes, write_frame
-from .messages import ErrorCode, decode_json, encode_json, error_payload
+from .messages import CommandError, ErrorCode, error_payload
+from .schema import BootNotice, HelloRequest, decode_hello_request, encode
 
 logger = logging.getLogger(__name__)
 
 Pieces = list[bytes | memoryview]
 _SMALL_FRAME = 1 << 16
 _READ_BYTES = 1 << 16  # a read when no large frame is in progress (then read in place)
-
-
-class CommandError(Exception):
-    """Raised by an endpoint to refuse a request with an error code.
-
-    ``cacheable``: whether the refusal is the final answer to this request (False when the
-    request changed nothing and may succeed if sent again, e.g. out of order).
-    """
-
-    def __init__(self, code: ErrorCode, message: str, cacheable: bool = True, **details: Any) -> None:
-        super().__init__(message)
-        self.code, self.cacheable, self.details = code, cacheable, details
 
 
 @dataclass
@@ -122,8 +111,8 @@ class Endpoint(ABC):
         """
 
 
-#: Called with a HELLO request's JSON; returns the endpoint of the session, or raises CommandError.
-Resolver = Callable[[dict[str, Any]], Endpoint]
+#: Called with a HELLO request; returns the endpoint of the session, or raises CommandError.
+Resolver = Callable[[HelloRequest], Endpoint]
 
 
 class ServerLink:
@@ -252,15 +241,15 @@ class ServerLink:
     def _answer(self, frame: Frame) -> Reply | None:
         if frame.type == MsgType.HELLO:
             try:
-                hello = decode_json(frame.payload)
+                hello = decode_hello_request(frame.payload)
                 self.endpoint = self.resolver(hello)
             except CommandError as exc:
                 return Reply(MsgType.ERROR, [error_payload(exc.code, str(exc))], False)
-            except ProtocolError as exc:
-                return Reply(MsgType.ERROR, [error_payload(ErrorCode.BAD_REQUEST, str(exc))], False)
-            asked = hello.get("keepalive_s")
-            if isinstance(asked, (int, float)) and 0 < asked < self.keepalive_s:
-                self.keepalive_s = float(asked)
+            except Exception as exc:  # the device must answer whatever went wrong inside it
+                logger.exception("internal error answering HELLO seq %d", frame.seq)
+                return Reply(MsgType.ERROR, [error_payload(ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")], False)
+            if hello.keepalive_s is not None and hello.keepalive_s < self.keepalive_s:
+                self.keepalive_s = hello.keepalive_s
         elif self.endpoint is None:
             return Reply(MsgType.ERROR, [error_payload(ErrorCode.BAD_REQUEST, "send HELLO first")], False)
         self._busy_seq = frame.seq
@@ -277,7 +266,7 @@ class ServerLink:
 
     def notify_boot(self, boot_id: str) -> None:
         """Tell the host the device rebooted (unsolicited BOOT frame, seq 0)."""
-        self.send(MsgType.BOOT, 0, [encode_json({"boot_id": boot_id})])
+        self.send(MsgType.BOOT, 0, [encode(BootNotice(boot_id=boot_id))])
 
 
 def serve_until_signalled(server: Any) -> None:
