@@ -7,16 +7,24 @@
 """
 
 from .errors import (
+    AlpError,
+    CommandError,
+    CorruptFrameError,
     DeviceBusyError,
     DeviceClosedError,
     DeviceError,
+    DeviceResetError,
     DeviceTimeoutError,
+    FrameSyncError,
     IncompatibleFirmwareError,
+    InvalidArgumentError,
     NotCalibratedError,
     NotFittedError,
     OPUError,
+    OPUNotFittedError,
     ProtocolError,
     SaturationWarning,
+    TransportError,
 )
 from .opu import OPU
 from .result import OPUResult, TransformContext
@@ -26,19 +34,27 @@ __version__ = "0.1.0"
 
 __all__ = [
     "OPU",
+    "AlpError",
+    "CommandError",
+    "CorruptFrameError",
     "DeviceBusyError",
     "DeviceClosedError",
     "DeviceError",
     "DeviceInfo",
     "DeviceLimits",
+    "DeviceResetError",
     "DeviceTimeoutError",
+    "FrameSyncError",
     "IncompatibleFirmwareError",
+    "InvalidArgumentError",
     "NotCalibratedError",
     "NotFittedError",
     "OPUError",
+    "OPUNotFittedError",
     "OPUResult",
     "OPUSettings",
     "ProtocolError",
     "SaturationWarning",
     "TransformContext",
+    "TransportError",
 ]

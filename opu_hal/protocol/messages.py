@@ -22,15 +22,12 @@ from ..errors import (
     DeviceError,
     DeviceTimeoutError,
     IncompatibleFirmwareError,
+    InvalidArgumentError,
     OPUError,
     ProtocolError,
 )
 
 _HEAD_LEN = struct.Struct("<I")
-
-
-class InvalidArgumentError(DeviceError, ValueError):
-    """The device refused an argument (a setting out of its range): a DeviceError and a ValueError."""
 
 
 class ErrorCode(IntEnum):

@@ -20,7 +20,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ProtocolError
+from ..errors import CommandError, ProtocolError
 from ..transport import Transport, TransportError
 from .frames import DEFAULT_MAX_PAYLOAD, CorruptFrameError, Frame, FrameDecoder, MsgType, frame_bytes, write_frame
 from .messages import ErrorCode, decode_json, encode_json, error_payload
@@ -30,18 +30,6 @@ logger = logging.getLogger(__name__)
 Pieces = list[bytes | memoryview]
 _SMALL_FRAME = 1 << 16
 _READ_BYTES = 1 << 16  # a read when no large frame is in progress (then read in place)
-
-
-class CommandError(Exception):
-    """Raised by an endpoint to refuse a request with an error code.
-
-    ``cacheable``: whether the refusal is the final answer to this request (False when the
-    request changed nothing and may succeed if sent again, e.g. out of order).
-    """
-
-    def __init__(self, code: ErrorCode, message: str, cacheable: bool = True, **details: Any) -> None:
-        super().__init__(message)
-        self.code, self.cacheable, self.details = code, cacheable, details
 
 
 @dataclass

@@ -9,11 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-from ..errors import OPUError
-
-
-class TransportError(OPUError, ConnectionError):
-    """The link to the device is down (closed by the peer, unreachable, or stalled on write)."""
+from ..errors import TransportError
 
 
 class Transport(ABC):
