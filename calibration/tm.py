@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from opu_hal import OPU
 from opu_hal.errors import NotFittedError, SaturationWarning
-from opu_hal.validation import as_numpy, check_int
+from opu_hal.validation import as_numpy, check_bool, check_int
 
 from ._geometry import anchor_frame, laterate, refine_points
 
@@ -406,8 +406,7 @@ def retrieve_transmission_matrix(
     k = 3 * n if n_calibration is None else check_int(n_calibration, "n_calibration", low=n + 2)
     n_check = check_int(n_check, "n_check", low=0)
     seed = check_int(seed, "seed", low=0)
-    if not isinstance(progress, bool):
-        raise TypeError(f"progress: expected a bool, got {type(progress).__name__}")
+    check_bool(progress, "progress")
 
     design = _make_design(n, s, k, seed)
     frames = design.frames()

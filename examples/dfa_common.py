@@ -1,4 +1,4 @@
-"""Data, models and the training loop shared by the DFA examples and ``bench/dfa.py``.
+"""Data, models and the training loop shared by the DFA examples and ``benchmarks/dfa.py``.
 
 Data sets ship in a package or are generated locally (no download):
 
@@ -176,7 +176,7 @@ class Transformer(nn.Module):
     Post-norm blocks put every marker on a layer-normalised tensor, so the feedback cannot grow
     a block's output without bound. With pre-norm blocks the markers sit on the un-normalised
     residual stream, which the feedback (never zero on a stochastic task) inflates until it
-    drowns the later blocks (on the Markov task of ``bench/dfa.py``, RMS 46 after 5 epochs of
+    drowns the later blocks (on the Markov task of ``benchmarks/dfa.py``, RMS 46 after 5 epochs of
     digital DFA, 1.2 with BP): there digital DFA reached a test loss of 1.26 with pre-norm
     blocks against 0.95 with post-norm ones (BP 0.87 for both).
     """

@@ -6,7 +6,7 @@
 ``sort``: 8 random digits in, the sorted sequence out (every position predicts its sorted
 token; non-causal attention). ``markov``: next-token prediction on sequences of a random
 order-2 Markov chain over 8 symbols (causal attention, 2,000 training sequences as in
-``bench/dfa.py``); the chain's entropy rate is the best possible loss. The blocks are
+``benchmarks/dfa.py``); the chain's entropy rate is the best possible loss. The blocks are
 post-norm, and a DFA marker after each block receives, for every token, the random
 projection of that token's error (``token_dims=1``).
 """

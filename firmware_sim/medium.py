@@ -203,11 +203,6 @@ class Medium:
         ]
 
     # ------------------------------------------------------------------ time
-    @property
-    def time_s(self) -> float:
-        """Device time the medium has reached (seconds)."""
-        return self._time_s
-
     def advance(self, seconds: float) -> None:
         """Let ``seconds`` of device time pass (the medium drifts if drift is on)."""
         if seconds < 0:

@@ -134,30 +134,16 @@ def _calibrate(args: argparse.Namespace) -> int:
 
 
 def _bench(args: argparse.Namespace) -> int:
-    if args.suite == "dfa":
-        return _bench_script("dfa", args.options)
-    from .randnla.benchmark import main as randnla_main
-
-    return randnla_main(args.options)
-
-
-def _bench_script(name: str, options: list[str]) -> int:
-    """Run ``bench/<name>.py`` of the repository this package was installed from (editable installs)."""
-    import runpy
-
-    script = Path(__file__).resolve().parents[1] / "bench" / f"{name}.py"
-    if not script.is_file():
-        print(f"opu-hal bench {name}: {script} not found; run it from a checkout of the repository", file=sys.stderr)
-        return 2
-    saved = sys.argv
-    sys.argv = [str(script), *options]
+    """Run a suite of the ``benchmarks`` package (installed with opu-hal; ``dfa`` needs a checkout's examples)."""
     try:
-        runpy.run_path(str(script), run_name="__main__")
-    except SystemExit as exc:
-        return int(exc.code or 0) if not isinstance(exc.code, str) else 1
-    finally:
-        sys.argv = saved
-    return 0
+        if args.suite == "dfa":
+            from benchmarks.dfa import main as suite_main
+        else:
+            from benchmarks.randnla import main as suite_main
+    except ImportError as exc:
+        print(f"opu-hal bench {args.suite}: cannot load benchmarks.{args.suite}: {exc}", file=sys.stderr)
+        return 2
+    return suite_main(args.options)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -20,12 +20,14 @@ from __future__ import annotations
 
 import abc
 import logging
+import math
 from typing import Any, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from opu_hal.errors import NotFittedError
+from opu_hal.validation import check_number
 
 __all__ = [
     "Encoder",
@@ -408,11 +410,7 @@ class SeparatedBitPlanDecoder(Decoder):
 
     def __init__(self, precision: int, scale: float) -> None:
         self.precision = _check_int(precision, "precision", 1, 32)
-        if isinstance(scale, bool) or not isinstance(scale, (int, float, np.integer, np.floating)):
-            raise TypeError(f"scale: expected a positive float, got {type(scale).__name__}")
-        if not (np.isfinite(scale) and scale > 0):
-            raise ValueError(f"scale: expected a finite float > 0, got {scale}")
-        self.scale = float(scale)
+        self.scale = check_number(scale, "scale", low=0, low_open=True, high=math.inf, high_open=True)
         self._n_planes = 2 * self.precision
 
     @classmethod

@@ -1,11 +1,16 @@
-"""Exceptions raised by opu_hal.
+"""Exceptions raised by opu_hal (and by ``firmware_sim`` and ``calibration``).
 
-Every error the driver raises on purpose derives from :class:`OPUError`, except bad
-arguments, which raise the built-in ``ValueError`` / ``TypeError`` with a message that
-names the argument, what was expected and what was received.
+Every exception class of the packages lives here and derives from :class:`OPUError`
+(warnings excepted). Bad arguments raise the built-in ``ValueError`` / ``TypeError`` with a
+message that names the argument, what was expected and what was received.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .protocol.messages import ErrorCode
 
 
 class OPUError(Exception):
@@ -48,5 +53,75 @@ class DeviceClosedError(OPUError):
     """The OPU was used after ``close()`` (or before ``open()``)."""
 
 
+class InvalidArgumentError(DeviceError, ValueError):
+    """The device refused an argument (a setting out of its range): a DeviceError and a ValueError."""
+
+
+class FrameSyncError(DeviceError):
+    """Frames and pictures stayed misaligned (a trigger lost or a frame shifted) after all retries."""
+
+
+class AlpError(DeviceError):
+    """An ALP function returned something other than ALP_OK; ``code`` is its return code."""
+
+
+class CorruptFrameError(ProtocolError):
+    """A frame whose header was intact but whose payload failed its CRC; ``seq`` names it."""
+
+    def __init__(self, message: str, seq: int) -> None:
+        super().__init__(message)
+        self.seq = seq
+
+
+class TransportError(OPUError, ConnectionError):
+    """The link to the device is down (closed by the peer, unreachable, or stalled on write)."""
+
+
+class DeviceResetError(OPUError):
+    """The device rebooted (its boot id changed): its configuration and pending work are gone."""
+
+    def __init__(self, message: str, boot_id: str) -> None:
+        super().__init__(message)
+        self.boot_id = boot_id
+
+
+class CommandError(OPUError):
+    """Raised by a device-side endpoint to refuse a request with an error code.
+
+    ``cacheable``: whether the refusal is the final answer to this request (False when the
+    request changed nothing and may succeed if sent again, e.g. out of order).
+    """
+
+    def __init__(self, code: ErrorCode, message: str, cacheable: bool = True, **details: Any) -> None:
+        super().__init__(message)
+        self.code, self.cacheable, self.details = code, cacheable, details
+
+
+class OPUNotFittedError(NotFittedError, AssertionError):
+    """lightonml compatibility: transform before fit1d/fit2d; an AssertionError too, as lightonml raised."""
+
+
 class SaturationWarning(UserWarning):
     """Some camera pixels were saturated: the affected outputs are clipped."""
+
+
+__all__ = [
+    "AlpError",
+    "CommandError",
+    "CorruptFrameError",
+    "DeviceBusyError",
+    "DeviceClosedError",
+    "DeviceError",
+    "DeviceResetError",
+    "DeviceTimeoutError",
+    "FrameSyncError",
+    "IncompatibleFirmwareError",
+    "InvalidArgumentError",
+    "NotCalibratedError",
+    "NotFittedError",
+    "OPUError",
+    "OPUNotFittedError",
+    "ProtocolError",
+    "SaturationWarning",
+    "TransportError",
+]

@@ -2,21 +2,25 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
 
 from .layout import Strategy
 from .limits import MAX_BATCH_FRAMES, MAX_EXPOSURE_US, MAX_FRAMETIME_US
 
 
 class OPUSettings(BaseModel):
-    """Acquisition settings of an :class:`~opu_hal.OPU`, validated on every change.
+    """Acquisition settings of an :class:`~opu_hal.OPU`, validated when built; frozen.
 
+    Change settings by replacing them whole: ``opu.settings = {"exposure_us": 300}`` or
+    ``opu.settings = opu.settings.model_copy(update={"exposure_us": 300})`` (validated too);
+    assigning a field raises a ``ValidationError`` (a ``ValueError``) that says so.
     Units are in the names: ``_us`` microseconds.
     """
 
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
     exposure_us: float | None = Field(
         None, gt=0, le=MAX_EXPOSURE_US, description="camera exposure (us); None: the device's default"
@@ -31,6 +35,19 @@ class OPUSettings(BaseModel):
     saturation_warning_fraction: float = Field(
         1e-4, ge=0, le=1, description="warn (SaturationWarning) above this fraction of saturated pixels"
     )
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Refuse the assignment: settings are frozen and replaced whole (see the class docstring)."""
+        message = ("settings are frozen: to change {name}, assign new settings whole, "
+                   'opu.settings = opu.settings.model_copy(update={"{name}": ...}) or opu.settings = {"{name}": ...}')
+        raise ValidationError.from_exception_data(type(self).__name__, [InitErrorDetails(
+            type=PydanticCustomError("frozen_instance", message, {"name": name}), loc=(name,), input=value)])
+
+    def model_copy(self, *, update: dict[str, Any] | None = None, deep: bool = False) -> OPUSettings:
+        """A copy with the fields of ``update`` changed, validated like new settings (pydantic's copy is not)."""
+        if not update:
+            return super().model_copy(deep=deep)
+        return type(self).model_validate({**self.model_dump(), **update})
 
 
 class DeviceLimits(BaseModel):

@@ -27,6 +27,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from opu_hal.opu import OPU
 from opu_hal.settings import OPUSettings
 from opu_hal.url import resolve_url
+from opu_hal.validation import check_bool
 
 logger = logging.getLogger(__name__)
 
@@ -123,8 +124,7 @@ class OPUMap(TransformerMixin, BaseEstimator):
         return spec.value("fidelity") == "ideal"
 
     def _validate_params(self) -> None:
-        if not isinstance(self.linear, bool):
-            raise TypeError(f"linear: expected a bool, got {type(self.linear).__name__}")
+        check_bool(self.linear, "linear")
         if self.output not in ("raw", "intensity"):
             raise ValueError(f"output: expected 'raw' or 'intensity', got {self.output!r}")
         if self.encoder is not None and not (hasattr(self.encoder, "fit") and hasattr(self.encoder, "transform")):

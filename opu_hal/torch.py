@@ -27,6 +27,7 @@ from torch import nn
 
 from opu_hal.opu import OPU
 from opu_hal.settings import OPUSettings
+from opu_hal.validation import check_bool
 
 logger = logging.getLogger(__name__)
 
@@ -80,8 +81,7 @@ class OPUMap(nn.Module):
         super().__init__()
         if output not in ("raw", "intensity"):
             raise ValueError(f"output: expected 'raw' or 'intensity', got {output!r}")
-        if not isinstance(linear, bool):
-            raise TypeError(f"linear: expected a bool, got {type(linear).__name__}")
+        check_bool(linear, "linear")
         if encoder is not None and not hasattr(encoder, "transform"):
             raise TypeError(f"encoder: expected None or an object with a transform method, got {type(encoder).__name__}")
         self._opu_args = (device, n_components, seed, settings)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -35,6 +36,62 @@ def check_int(value: Any, name: str, low: int | None = None, high: int | None = 
         span = f"{low if low is not None else '-inf'} to {high if high is not None else 'inf'}"
         raise ValueError(f"{name}: expected an integer from {span}, got {value}")
     return value
+
+
+def check_bool(value: Any, name: str) -> bool:
+    """``value`` if it is True or False (numpy booleans too); anything else, 0 and 1 included, is a TypeError."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__} {value!r}")
+    return bool(value)
+
+
+def _describe_number(low: float | None, high: float | None, low_open: bool, high_open: bool, unit: str) -> str:
+    if high is None and low == 0:
+        text = "a positive number" if low_open else "a non-negative number"
+    elif low is None and high is None:
+        text = "a number"
+    elif high is None:
+        text = f"a number {'>' if low_open else '>='} {low:g}"
+    elif low is None:
+        text = f"a number {'<' if high_open else '<='} {high:g}"
+    else:
+        text = f"a number in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+    if unit == "s":
+        return text + " of seconds"
+    return f"{text} ({unit})" if unit else text
+
+
+def check_number(
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    high_open: bool = False,
+    unit: str = "",
+) -> float:
+    """A real number (int or float, numpy scalars too; not a bool, never NaN) within the bounds, as a float.
+
+    ``low``/``high``: bounds (None: unbounded), inclusive unless ``low_open``/``high_open``;
+    ``unit`` names the unit in the messages (``"s"``: "... number of seconds"). A value of
+    the wrong type raises TypeError, one out of range or NaN ValueError; both messages name
+    ``name``, the numbers expected and the value received.
+    """
+    expected = _describe_number(low, high, low_open, high_open, unit)
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name}: expected {expected}, got {type(value).__name__} {value!r}")
+    number = float(value)
+    too_low = low is not None and (number <= low if low_open else number < low)
+    too_high = high is not None and (number >= high if high_open else number > high)
+    if math.isnan(number) or too_low or too_high:
+        raise ValueError(f"{name}: expected {expected}, got {value!r}")
+    return number
+
+
+def check_positive_seconds(value: Any, name: str) -> float:
+    """A duration in seconds, > 0 (infinity allowed: no limit), as a float; see :func:`check_number`."""
+    return check_number(value, name, low=0, low_open=True, unit="s")
 
 
 def check_finite(array: np.ndarray, name: str) -> None:

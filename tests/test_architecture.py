@@ -2,7 +2,7 @@
 
 Bottom to top: foundation modules -> transport -> protocol -> firmware_sim -> devices ->
 backends -> records and encoders -> the OPU facade -> clients (calibration, randnla, dfa,
-sklearn, torch, compat, serve, cli, selftest, pytest plugin) -> benchmarks. Every import
+sklearn, torch, compat, serve, cli, selftest, pytest plugin, benchmarks). Every import
 statement counts, including those inside functions; imports under ``if TYPE_CHECKING:``
 (annotations only) do not.
 """
@@ -32,8 +32,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (6, ("opu_hal.record", "opu_hal.encoding")),
     (7, ("opu_hal.opu", "opu_hal.session", "opu_hal.linear")),
     (8, ("calibration", "opu_hal.randnla", "opu_hal.dfa", "opu_hal.sklearn", "opu_hal.torch", "opu_hal.compat",
-         "opu_hal.serve", "opu_hal.cli", "opu_hal.selftest", "opu_hal.pytest_plugin")),
-    (9, ("benchmarks",)),
+         "opu_hal.serve", "opu_hal.cli", "opu_hal.selftest", "opu_hal.pytest_plugin", "benchmarks")),
 ]
 PREFIXES = {prefix: rank for rank, prefixes in LAYERS for prefix in prefixes}
 

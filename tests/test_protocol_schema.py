@@ -24,7 +24,7 @@ from opu_hal.backends.wire import WireBackend
 from opu_hal.devices.protocol import ProtocolLink
 from opu_hal.layout import layout_1d
 from opu_hal.limits import MAX_BATCH_FRAMES
-from opu_hal.protocol import DMDPacker, ErrorCode, Frame, FrameDecoder, MsgType, frame_bytes
+from opu_hal.protocol import DMDPacker, ErrorCode, Frame, FrameDecoder, MsgType, Request, frame_bytes
 from opu_hal.protocol.server import Reply
 from opu_hal.serve import DeviceServer
 from opu_hal.transport import TCPTransport, Transport, TransportError
@@ -388,8 +388,9 @@ def test_a_malformed_reply_raises_protocol_error_on_the_host(target, edit):
     try:
         with pytest.raises(ProtocolError, match="malformed reply"):
             backend.open(5)
-            frametime_us = 1.0 if target == MsgType.ERROR else None  # 1 us: refused by the device
-            backend.configure(DeviceConfig(LAYOUT, N_COMPONENTS, None, frametime_us))
+            if target == MsgType.ERROR:  # a CONFIGURE without its fields: refused by the device
+                backend.client.request(Request(MsgType.CONFIGURE, [b"{}"]))
+            backend.configure(DeviceConfig(LAYOUT, N_COMPONENTS, None, None))
             backend.acquire(X)
     finally:
         if backend.is_open:

@@ -8,9 +8,9 @@ import pytest
 da = pytest.importorskip("dask.array", reason="the dask extra (dask[array], distributed) is part of .[test]")
 from dask.distributed import Client, LocalCluster  # noqa: E402
 
+from benchmarks.randnla import dask_matrix  # noqa: E402
 from opu_hal import OPU  # noqa: E402
 from opu_hal.randnla import GaussianSketch, OPUSketch, WorkerOPUSketch, range_finder, rsvd  # noqa: E402
-from opu_hal.randnla.benchmark import dask_matrix  # noqa: E402
 
 IDEAL = "emu://?fidelity=ideal"
 

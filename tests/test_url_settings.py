@@ -144,6 +144,40 @@ def test_settings_are_immutable():
         s.exposure_us = 10.0
 
 
+def test_settings_are_frozen_only_not_also_validated_on_assignment():
+    assert OPUSettings.model_config.get("frozen") is True
+    assert not OPUSettings.model_config.get("validate_assignment", False)
+
+
+def test_assigning_a_setting_says_how_to_change_it():
+    s = OPUSettings()
+    with pytest.raises(ValueError) as info:
+        s.exposure_us = 10.0
+    message = str(info.value)
+    assert "exposure_us" in message and "frozen" in message
+    assert "opu.settings = " in message and 'model_copy(update={"exposure_us": ...})' in message
+    assert s.exposure_us is None
+
+
+def test_model_copy_with_an_update_validates_it():
+    s = OPUSettings(exposure_us=300)
+    assert s.model_copy(update={"max_batch_frames": 10}) == OPUSettings(exposure_us=300, max_batch_frames=10)
+    with pytest.raises(ValidationError, match="exposure_us"):
+        s.model_copy(update={"exposure_us": -5.0})
+    with pytest.raises(ValidationError, match="exposure"):
+        s.model_copy(update={"exposure": 5.0})
+
+
+def test_the_facade_swaps_whole_settings():
+    with OPU("emu://?fidelity=ideal", n_components=10) as opu:
+        opu.settings = {"exposure_us": 300}
+        assert opu.settings.exposure_us == 300
+        opu.settings = opu.settings.model_copy(update={"exposure_us": 200})
+        assert opu.settings.exposure_us == 200
+        with pytest.raises(ValueError, match="opu.settings = "):
+            opu.settings.exposure_us = 100
+
+
 def test_settings_strategy_sets_the_layout():
     with OPU("emu://?fidelity=ideal", n_components=10, settings={"input_roi_strategy": "small"}) as opu:
         opu.fit1d(n_features=100)

@@ -13,6 +13,7 @@ import numpy as np
 
 from ..errors import DeviceClosedError
 from ..layout import DMDLayout
+from ..limits import MAX_FRAMETIME_US
 from ..settings import DeviceInfo
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,23 @@ class Frames:
     device_time_s: float
 
 
+def _check_timing(config: DeviceConfig, info: DeviceInfo) -> None:
+    """Raise ValueError naming ``exposure_us`` or ``frametime_us`` if it is outside what the device allows (us)."""
+    limits = info.limits
+    if config.exposure_us is not None and not limits.min_exposure_us <= config.exposure_us <= limits.max_exposure_us:
+        raise ValueError(
+            f"exposure_us: expected {limits.min_exposure_us:g} to {limits.max_exposure_us:g} us "
+            f"(the limits of the device {info.model}), got {config.exposure_us!r}"
+        )
+    if config.frametime_us is not None:
+        exposure_us = info.default_exposure_us if config.exposure_us is None else config.exposure_us
+        if not exposure_us <= config.frametime_us <= MAX_FRAMETIME_US:
+            raise ValueError(
+                f"frametime_us: expected at least {exposure_us:g} us (the exposure) and at most "
+                f"{MAX_FRAMETIME_US:g} us, got {config.frametime_us!r}"
+            )
+
+
 class Backend(ABC):
     """A device behind a URL: open, configure, acquire batches of binary inputs, close."""
 
@@ -93,8 +111,14 @@ class Backend(ABC):
         return self._info
 
     def configure(self, config: DeviceConfig) -> AppliedConfig:
-        """Put a geometry and timing in force; returns what the device applied."""
+        """Put a geometry and timing in force; returns what the device applied.
+
+        Checked here, before the device is asked, for every backend: ``exposure_us`` within
+        the device's ``info.limits`` (us), ``frametime_us`` from the exposure in force (a frame
+        is at least its exposure) to ``MAX_FRAMETIME_US`` (us); the device may refuse more.
+        """
         info = self.info
+        _check_timing(config, info)
         if config.layout.dmd_shape != info.dmd_shape:
             raise ValueError(f"layout: expected a layout for the DMD {info.dmd_shape}, got {config.layout.dmd_shape}")
         if not 1 <= config.n_components <= info.limits.max_n_components:

@@ -25,7 +25,7 @@ from ..devices.camera import ROI, Camera, CapturedFrame
 from ..devices.common import TriggerMode, TriggerType
 from ..devices.dmd import DMD, packed_shape
 from ..devices.light import LightSource
-from ..errors import DeviceError, DeviceTimeoutError
+from ..errors import DeviceTimeoutError, FrameSyncError
 from ..limits import MAX_BATCH_FRAMES
 from ..protocol.dmd import DMDPacker
 from ..settings import DeviceInfo, DeviceLimits
@@ -39,10 +39,6 @@ logger = logging.getLogger(__name__)
 LEVEL_TOLERANCE = 0.25
 #: An all-on frame must correlate at least this much with the all-on reference image.
 MIN_CORRELATION = 0.9
-
-
-class FrameSyncError(DeviceError):
-    """Frames and pictures stayed misaligned (a trigger lost or a frame shifted) after all retries."""
 
 
 @dataclass(frozen=True)

@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from opu_hal.errors import NotFittedError
+from opu_hal.errors import OPUNotFittedError
 from opu_hal.opu import OPU as HalOPU
 from opu_hal.result import OPUResult, TransformContext
 from opu_hal.settings import OPUSettings
@@ -64,10 +64,6 @@ __all__ = [
 
 class LightonmlCompatWarning(UserWarning):
     """opu-hal behaves differently from lightonml here (issued once per difference)."""
-
-
-class OPUNotFittedError(NotFittedError, AssertionError):
-    """transform before fit1d/fit2d; an AssertionError too, as lightonml raised."""
 
 
 _warned: set[str] = set()

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import DeviceError
+from ..errors import AlpError, DeviceError
 from .common import DeviceIdentity, TriggerMode, TriggerType
 from .dmd import DMD, DMDLimits, DMDSettings
 
@@ -85,10 +85,6 @@ _SIGNATURES: dict[str, list[Any]] = {
     "AlpProjHalt": [ALP_ID],
     "AlpProjWait": [ALP_ID],
 }
-
-
-class AlpError(DeviceError):
-    """An ALP function returned something other than ALP_OK; ``code`` is its return code."""
 
 
 def load_alp_library(path: str | None = None) -> Any:

@@ -18,6 +18,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..errors import DeviceTimeoutError
+from ..validation import check_int, check_number
 from .common import Device, DeviceIdentity, TriggerMode, TriggerType, check_choice, check_range, coerce_model
 
 logger = logging.getLogger(__name__)
@@ -212,8 +213,8 @@ class Camera(Device):
     def arm(self, n_frames: int | None = None) -> None:
         """Start acquiring: from now on each trigger makes a frame; ``n_frames`` None: until ``disarm()``."""
         self._require_open()
-        if n_frames is not None and (isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 1):
-            raise ValueError(f"n_frames: expected a positive int or None, got {n_frames!r}")
+        if n_frames is not None:
+            check_int(n_frames, "n_frames", low=1)
         if self._armed:
             raise RuntimeError("arm: the camera is already armed; call disarm() first")
         self._do_arm(n_frames)
@@ -249,7 +250,7 @@ class Camera(Device):
         exposure_s = self._settings.exposure_us * 1e-6
         if timeout_s is None:
             timeout_s = exposure_s + DEFAULT_GRAB_MARGIN_S
-        elif isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > exposure_s:
+        elif not check_number(timeout_s, "timeout_s", unit="s") > exposure_s:
             raise ValueError(f"timeout_s: expected more than the exposure ({exposure_s:g} s), got {timeout_s!r}")
         if not self._armed:
             raise RuntimeError("grab: the camera is not armed; call arm() first")
@@ -270,8 +271,7 @@ class Camera(Device):
 
     def grab_many(self, n_frames: int, timeout_s: float | None = None) -> list[CapturedFrame]:
         """``n_frames`` frames, each within ``timeout_s`` (see :meth:`grab`)."""
-        if isinstance(n_frames, bool) or not isinstance(n_frames, int) or n_frames < 0:
-            raise ValueError(f"n_frames: expected a non-negative int, got {n_frames!r}")
+        check_int(n_frames, "n_frames", low=0)
         return [self.grab(timeout_s) for _ in range(n_frames)]
 
     @property

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict
 
 from ..errors import DeviceClosedError
+from ..validation import check_number
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +50,7 @@ class DeviceIdentity(BaseModel):
 
 def check_range(setting: str, unit: str, value: float, low: float, high: float) -> None:
     """Raise ``ValueError`` unless ``low <= value <= high``; the message names all four and the unit."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise TypeError(f"{setting}: expected a number ({unit}), got {type(value).__name__} {value!r}")
+    check_number(value, setting, unit=unit)
     if not low <= value <= high:
         unit_text = f" {unit}" if unit else ""
         raise ValueError(f"{setting}: expected {low:g} to {high:g}{unit_text}, got {value!r}")

@@ -31,9 +31,6 @@ class PylonCamera(Camera):
         self.serial = serial
         self._cam: Any = None
 
-    def _node(self, name: str) -> Any:
-        return getattr(self._cam, name)
-
     def _do_open(self) -> DeviceIdentity:
         from pypylon import pylon
 

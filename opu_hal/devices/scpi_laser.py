@@ -12,6 +12,7 @@ import logging
 from typing import Any
 
 from ..errors import DeviceError, DeviceTimeoutError, OPUError
+from ..validation import check_positive_seconds
 from .common import DeviceIdentity
 from .light import LightSource, LightSourceLimits, LightSourceSettings, LightSourceStatus
 
@@ -45,9 +46,8 @@ class ScpiLaser(LightSource):
         super().__init__(settings)
         if not isinstance(resource, str) or "::" not in resource:
             raise ValueError(f"resource: expected a VISA resource name such as 'TCPIP::HOST::PORT::SOCKET', got {resource!r}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
-        self.resource, self.visa_library, self.timeout_s = resource, visa_library, float(timeout_s)
+        self.resource, self.visa_library = resource, visa_library
+        self.timeout_s = check_positive_seconds(timeout_s, "timeout_s")
         self._manager: Any = None
         self._inst: Any = None
 

@@ -8,7 +8,7 @@
 >>> dfa.mode = "bp"   # or "digital", "output": no change to the model code
 
 See :mod:`opu_hal.dfa.layers` for the API, :mod:`opu_hal.dfa.encoding` for the error
-encodings of the optical feedback, ``bench/dfa.py`` (``opu-hal bench dfa``) and
+encodings of the optical feedback, ``benchmarks/dfa.py`` (``opu-hal bench dfa``) and
 ``examples/dfa_*.py`` for training runs. Requires the ``torch`` extra.
 """
 

@@ -26,7 +26,7 @@ from abc import ABC, abstractmethod
 
 import numpy as np
 
-from ..validation import check_int
+from ..validation import check_bool, check_int, check_number
 
 __all__ = ["BitPlanes", "ErrorEncoder", "StochasticRounding", "ThresholdTernary", "make_encoder"]
 
@@ -36,9 +36,7 @@ class ErrorEncoder(ABC):
 
     def __init__(self, bits: int, keep_magnitude: bool) -> None:
         self.bits = check_int(bits, "bits", low=1, high=16)
-        if not isinstance(keep_magnitude, bool):
-            raise TypeError(f"keep_magnitude: expected a bool, got {type(keep_magnitude).__name__}")
-        self.keep_magnitude = keep_magnitude
+        self.keep_magnitude = check_bool(keep_magnitude, "keep_magnitude")
 
     def encode(self, e: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         """Encoded rows (R, d) float64 of error rows ``e`` (R, d); all-zero rows stay zero."""
@@ -75,9 +73,7 @@ class ThresholdTernary(ErrorEncoder):
 
     def __init__(self, threshold: float = 0.5, keep_magnitude: bool = True) -> None:
         super().__init__(1, keep_magnitude)
-        if isinstance(threshold, bool) or not isinstance(threshold, (int, float)) or not 0.0 < threshold <= 1.0:
-            raise ValueError(f"threshold: expected a number in (0, 1], got {threshold!r}")
-        self.threshold = float(threshold)
+        self.threshold = check_number(threshold, "threshold", low=0.0, low_open=True, high=1.0)
 
     def _do_encode(self, unit: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         return np.sign(unit) * (np.abs(unit) >= self.threshold)

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from ..opu import OPU
-from ..validation import check_int
+from ..validation import check_int, check_number
 from .encoding import ErrorEncoder, make_encoder
 
 logger = logging.getLogger(__name__)
@@ -48,9 +48,8 @@ class Feedback(ABC):
     """A fixed random projection of error rows; ``project`` validates then calls ``_do_project``."""
 
     def __init__(self, scale: float | None) -> None:
-        if scale is not None and (isinstance(scale, bool) or not isinstance(scale, (int, float)) or not scale > 0):
-            raise ValueError(f"scale: expected a positive number or None (1/sqrt(error features)), got {scale!r}")
-        self._scale = None if scale is None else float(scale)
+        # scale None: 1/sqrt(error features)
+        self._scale = None if scale is None else check_number(scale, "scale", low=0, low_open=True)
         self.stats = FeedbackStats()
         self._shape: tuple[int, int] | None = None
 

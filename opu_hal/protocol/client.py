@@ -20,7 +20,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from ..errors import DeviceTimeoutError, IncompatibleFirmwareError, OPUError, ProtocolError
+from ..errors import DeviceResetError, DeviceTimeoutError, IncompatibleFirmwareError, OPUError, ProtocolError
 from ..settings import DeviceInfo
 from ..transport import Transport, TransportError
 from .frames import (
@@ -42,14 +42,6 @@ logger = logging.getLogger(__name__)
 _READ_BYTES = 1 << 16  # a read when no large frame is in progress (then read in place)
 _SMALL_FRAME = 1 << 16  # payload bytes: larger frames are written with their CRC summed alongside
 Pieces = list[bytes | memoryview]
-
-
-class DeviceResetError(OPUError):
-    """The device rebooted (its boot id changed): its configuration and pending work are gone."""
-
-    def __init__(self, message: str, boot_id: str) -> None:
-        super().__init__(message)
-        self.boot_id = boot_id
 
 
 @dataclass(frozen=True)

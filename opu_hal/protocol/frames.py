@@ -31,7 +31,7 @@ from typing import Callable
 
 import numpy as np
 
-from ..errors import ProtocolError
+from ..errors import CorruptFrameError, ProtocolError
 
 SYNC = b"\xc5\x3a"
 PROTOCOL_MAJOR = 1
@@ -81,14 +81,6 @@ class Frame:
     payload: bytes | bytearray | memoryview
     crc: int | None = None
     placed: int = 0
-
-
-class CorruptFrameError(ProtocolError):
-    """A frame whose header was intact but whose payload failed its CRC; ``seq`` names it."""
-
-    def __init__(self, message: str, seq: int) -> None:
-        super().__init__(message)
-        self.seq = seq
 
 
 def encode_frame(

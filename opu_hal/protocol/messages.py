@@ -24,15 +24,12 @@ from ..errors import (
     DeviceError,
     DeviceTimeoutError,
     IncompatibleFirmwareError,
+    InvalidArgumentError,
     OPUError,
     ProtocolError,
 )
 
 _HEAD_LEN = struct.Struct("<I")
-
-
-class InvalidArgumentError(DeviceError, ValueError):
-    """The device refused an argument (a setting out of its range): a DeviceError and a ValueError."""
 
 
 class ErrorCode(IntEnum):
@@ -51,18 +48,6 @@ class ErrorCode(IntEnum):
     TIMEOUT = 11
     INTERNAL = 12
     OUT_OF_ORDER = 13
-
-
-class CommandError(Exception):
-    """Raised by a device to refuse a request with an error code (answered with an ERROR reply).
-
-    ``cacheable``: whether the refusal is the final answer to this request (False when the
-    request changed nothing and may succeed if sent again, e.g. out of order).
-    """
-
-    def __init__(self, code: ErrorCode, message: str, cacheable: bool = True, **details: Any) -> None:
-        super().__init__(message)
-        self.code, self.cacheable, self.details = code, cacheable, details
 
 
 def encode_json(obj: dict[str, Any]) -> bytes:

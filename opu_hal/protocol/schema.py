@@ -30,15 +30,27 @@ import math
 from typing import Annotated, Any, ClassVar, Literal, TypeVar
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, JsonValue, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    JsonValue,
+    ValidationError,
+    field_validator,
+)
 from pydantic_core import ErrorDetails
 
-from ..errors import ProtocolError
+from ..errors import CommandError, ProtocolError
 from ..layout import DMDLayout
-from ..limits import MAX_BATCH_FRAMES, MAX_EXPOSURE_US, MAX_FRAMETIME_US, MIN_EXPOSURE_US
+from ..limits import (
+    MAX_BATCH_FRAMES,
+    MAX_EXPOSURE_US,
+    MAX_FRAMETIME_US,
+    MIN_EXPOSURE_US,
+)
 from ..settings import DeviceInfo
 from .frames import PROTOCOL_MAJOR, PROTOCOL_MINOR
-from .messages import CommandError, ErrorCode, encode_bulk, encode_json, split_bulk
+from .messages import ErrorCode, encode_bulk, encode_json, split_bulk
 
 #: The protocol version a peer announces ("major.minor").
 PROTOCOL_VERSION = f"{PROTOCOL_MAJOR}.{PROTOCOL_MINOR}"

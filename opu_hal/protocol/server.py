@@ -20,10 +20,10 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from ..errors import ProtocolError
+from ..errors import CommandError, ProtocolError
 from ..transport import Transport, TransportError
 from .frames import DEFAULT_MAX_PAYLOAD, CorruptFrameError, Frame, FrameDecoder, MsgType, frame_bytes, write_frame
-from .messages import CommandError, ErrorCode, error_payload
+from .messages import ErrorCode, error_payload
 from .schema import BootNotice, HelloRequest, decode_hello_request, encode
 
 logger = logging.getLogger(__name__)

@@ -170,11 +170,3 @@ def _rebuild(
     device: str, n_features: int, size: int, seed: int | None, n_components: int, offset: int, bits: int
 ) -> WorkerOPUSketch:
     return WorkerOPUSketch(device, n_features, size, seed=seed, n_components=n_components, offset=offset, bits=bits)
-
-
-def close_local_devices() -> None:
-    """Close the OPUs this process opened for :class:`WorkerOPUSketch` (run it on each worker to free them)."""
-    with _LOCAL_LOCK:
-        for sketch in _LOCAL.values():
-            sketch.opu.close()
-        _LOCAL.clear()

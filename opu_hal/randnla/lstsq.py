@@ -19,7 +19,7 @@ import numpy as np
 import scipy.linalg as sla
 from scipy.sparse.linalg import LinearOperator, lsqr
 
-from ..validation import check_int
+from ..validation import check_int, check_number
 from .linops import as_matrix
 from .lowrank import _check_sketch
 from .sketch import SketchOperator, SparseSignSketch, Usage
@@ -78,8 +78,7 @@ def lstsq(
         raise ValueError(f"b: expected shape ({m},), got {b.shape}")
     if not np.all(np.isfinite(b)):
         raise ValueError("b: expected finite values, got NaN or inf")
-    if not (isinstance(tol, float) and 0 < tol < 1):
-        raise ValueError(f"tol: expected a float in (0, 1), got {tol!r}")
+    check_number(tol, "tol", low=0, high=1, low_open=True, high_open=True)
     max_iter = 10 * n if max_iter is None else check_int(max_iter, "max_iter", low=1)
     check_int(max_rounds, "max_rounds", low=1)
     if sketch is None:

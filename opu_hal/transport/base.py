@@ -11,11 +11,8 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import OPUError
-
-
-class TransportError(OPUError, ConnectionError):
-    """The link to the device is down (closed by the peer, unreachable, or stalled on write)."""
+from ..errors import TransportError
+from ..validation import check_int, check_number, check_positive_seconds
 
 
 class Transport(ABC):
@@ -31,7 +28,7 @@ class Transport(ABC):
     full_duplex = False
 
     def __init__(self, write_timeout_s: float = 10.0) -> None:
-        _check_timeout(write_timeout_s, "write_timeout_s")
+        check_positive_seconds(write_timeout_s, "write_timeout_s")
         self.write_timeout_s = float(write_timeout_s)
         self._open = False
 
@@ -42,7 +39,7 @@ class Transport(ABC):
 
     def open(self, timeout_s: float) -> None:
         """Connect within ``timeout_s`` seconds (raises :class:`TransportError` otherwise)."""
-        _check_timeout(timeout_s, "timeout_s")
+        check_positive_seconds(timeout_s, "timeout_s")
         if not self._open:
             self._do_open(float(timeout_s))
             self._open = True
@@ -63,10 +60,8 @@ class Transport(ABC):
 
     def read(self, max_bytes: int, timeout_s: float) -> bytes:
         """Between 1 and ``max_bytes`` bytes, or ``b""`` if none arrived within ``timeout_s`` seconds."""
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-            raise ValueError(f"max_bytes: expected a positive int, got {max_bytes!r}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
-            raise ValueError(f"timeout_s: expected a non-negative number of seconds, got {timeout_s!r}")
+        check_int(max_bytes, "max_bytes", low=1)
+        check_number(timeout_s, "timeout_s", low=0, unit="s")
         self._require_open()
         return self._do_read(max_bytes, float(timeout_s))
 
@@ -74,8 +69,7 @@ class Transport(ABC):
         """Like ``read`` but into ``buffer`` (bulk data without a copy); returns the bytes read, 0 on timeout."""
         if len(buffer) < 1:
             raise ValueError("buffer: expected room for at least one byte, got an empty buffer")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or timeout_s < 0:
-            raise ValueError(f"timeout_s: expected a non-negative number of seconds, got {timeout_s!r}")
+        check_number(timeout_s, "timeout_s", low=0, unit="s")
         self._require_open()
         return self._do_read_into(buffer, float(timeout_s))
 
@@ -121,7 +115,3 @@ class Link:
     release: Callable[[], None] | None = None
     exclusive: bool = True
 
-
-def _check_timeout(value: object, name: str) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise ValueError(f"{name}: expected a positive number of seconds, got {value!r}")

@@ -7,6 +7,7 @@ import time
 import serial
 
 from ..url import DeviceSpec, SerialOptions
+from ..validation import check_int
 from .base import Link, Transport, TransportError
 
 _WRITE_SLICE = 1 << 16
@@ -17,9 +18,7 @@ class SerialTransport(Transport):
 
     def __init__(self, port: str, baudrate: int = 115_200, write_timeout_s: float = 10.0) -> None:
         super().__init__(write_timeout_s)
-        if isinstance(baudrate, bool) or not isinstance(baudrate, int) or baudrate <= 0:
-            raise ValueError(f"baudrate: expected a positive int (bit/s), got {baudrate!r}")
-        self.port, self.baudrate = port, baudrate
+        self.port, self.baudrate = port, check_int(baudrate, "baudrate", low=1)  # bit/s
         self._serial: serial.SerialBase | None = None
 
     def __repr__(self) -> str:

@@ -1,10 +1,10 @@
 """Transmission-matrix retrieval on the emulator (issue 5, scheme D), next to references of the same run.
 
-    python -m bench.tm_retrieval                    # N = M = 256, physical fidelity, 8-bit camera
-    python -m bench.tm_retrieval --seeds 0 1 2      # several devices (media and noise)
-    python -m bench.tm_retrieval --exposure-us 300  # another exposure (default: the device's, 400 us)
+    python -m benchmarks.tm_retrieval                    # N = M = 256, physical fidelity, 8-bit camera
+    python -m benchmarks.tm_retrieval --seeds 0 1 2      # several devices (media and noise)
+    python -m benchmarks.tm_retrieval --exposure-us 300  # another exposure (default: the device's, 400 us)
 
-(``python bench/tm_retrieval.py`` works too.)
+(``python benchmarks/tm_retrieval.py`` works too.)
 
 For each seed, an ``emu://?seed=...`` OPU (physical fidelity, default 8-bit camera) is
 fitted to N features and M = N outputs, and ``retrieve_transmission_matrix`` runs with

@@ -1,6 +1,6 @@
 """Direct Feedback Alignment: BP vs digital DFA vs optical DFA on the emulator (physical, 8-bit camera).
 
-Run: ``python bench/dfa.py`` or ``opu-hal bench dfa`` (from the repository; the full run
+Run: ``python benchmarks/dfa.py`` or ``opu-hal bench dfa`` (from the repository; the full run
 took 506 s on 2 shared cores, most of it in the emulated camera of the optical runs, and
 takes several times longer under load;
 ``--quick``, about a minute: 1 seed, 1 epoch on 500 training samples or 200 sequences, a
@@ -42,9 +42,14 @@ from typing import Any
 
 # This script shares its name with nothing installed, but keep its directory off the path like the others,
 # and put the examples (data, models, training loop) on it.
+# The examples are not installed: this benchmark runs from a checkout of the repository.
 _HERE = Path(__file__).resolve().parent
+_EXAMPLES = _HERE.parent / "examples"
+if not (_EXAMPLES / "dfa_common.py").is_file():
+    raise ImportError(f"benchmarks.dfa needs examples/dfa_common.py of a checkout of the opu-hal repository "
+                      f"(expected at {_EXAMPLES}): run it from a checkout, installed with pip install -e .")
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
-sys.path.insert(0, str(_HERE.parent / "examples"))
+sys.path.insert(0, str(_EXAMPLES))
 
 import torch  # noqa: E402
 

@@ -1,9 +1,9 @@
 """Throughput, open time and memory of the emulated OPU, next to references measured in the same run.
 
-    python -m bench.emulator            # N = M = 4,000 and 10,000 (batch 1,000), open at 10,000, 40,000 device
-    python -m bench.emulator --quick    # small sizes, a smoke run of about a minute
+    python -m benchmarks.emulator            # N = M = 4,000 and 10,000 (batch 1,000), open at 10,000, 40,000 device
+    python -m benchmarks.emulator --quick    # small sizes, a smoke run of about a minute
 
-(``python bench/emulator.py`` works too.)
+(``python benchmarks/emulator.py`` works too.)
 
 What is measured, each in a fresh Python process (so that its peak resident memory,
 ``ru_maxrss``, and its caches are its own):
@@ -38,7 +38,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent  # the repository: workers run as ``-m bench.emulator`` from it
+ROOT = Path(__file__).resolve().parent.parent  # the repository: workers run as ``-m benchmarks.emulator`` from it
 LIGHTONML_BYTES_PER_ENTRY = 16  # float32 real and imaginary parts, then their complex64 sum
 
 
@@ -68,7 +68,7 @@ def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[s
     """OPU on ``emu://`` with default settings: open + fit, first transform, best of repeats."""
     import numpy as np
 
-    from bench._lightonml_ref import time_transforms
+    from benchmarks._lightonml_ref import time_transforms
     from firmware_sim import EmulatorParams
     from firmware_sim.medium import memory_budget_bytes
     from opu_hal import OPU
@@ -94,7 +94,7 @@ def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[s
 
 def work_lightonml(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
     """lightonml's simulated OPU (raises ImportError when it is not installed)."""
-    from bench._lightonml_ref import lightonml_version, measure_lightonml
+    from benchmarks._lightonml_ref import lightonml_version, measure_lightonml
 
     return {**measure_lightonml(n, m, batch, repeats), "version": lightonml_version()}
 
@@ -117,7 +117,7 @@ def worker_main(spec: str) -> None:
 # ---------------------------------------------------------------------- the driver
 def measure(kind: str, python: str, **job: Any) -> dict[str, Any]:
     """Run one worker in a fresh process; returns its figures or ``{"error": ...}``."""
-    command = [python, "-m", "bench.emulator", "--worker", json.dumps({"kind": kind, **job})]
+    command = [python, "-m", "benchmarks.emulator", "--worker", json.dumps({"kind": kind, **job})]
     proc = subprocess.run(command, capture_output=True, text=True, cwd=ROOT)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode or not lines:

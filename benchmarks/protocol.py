@@ -9,7 +9,7 @@
    frames, bit-packed and sent, 2040 x 64 camera frames received and checked, against a
    firmware process with its optics switched off; frames per second.
 
-    python bench/protocol.py [--quick]
+    python benchmarks/protocol.py [--quick]
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-# bench/calibration.py would shadow the calibration package: keep this directory off the path.
+# benchmarks/calibration.py would shadow the calibration package: keep this directory off the path.
 sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
 
 import numpy as np  # noqa: E402

@@ -1,5 +1,8 @@
 """``opu-hal bench randnla``: RandNLA on the emulated OPU side by side with digital references.
 
+Run ``python -m benchmarks.randnla`` (or ``opu-hal bench randnla``); ``--help`` lists the
+sections and sizes.
+
 Sections (each printing ratios measured in the same run):
 
 - ``rsvd``: test matrices with known spectra (polynomial 1/j and 1/j^2, exponential, low
@@ -18,16 +21,17 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 import time
 from functools import partial
 from typing import Any, Callable
 
 import numpy as np
 
-from .lowrank import rsvd, single_view
-from .lstsq import lstsq
-from .sketch import GaussianSketch, OPUSketch, SparseSignSketch
-from .trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, xtrace
+from opu_hal.randnla.lowrank import rsvd, single_view
+from opu_hal.randnla.lstsq import lstsq
+from opu_hal.randnla.sketch import GaussianSketch, OPUSketch, SparseSignSketch
+from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "poly 1/j": lambda j: 1.0 / j,
@@ -294,7 +298,7 @@ def _shape(text: str) -> tuple[int, int]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the selected sections and print their tables."""
-    from ..opu import OPU
+    from opu_hal import OPU
 
     args = build_parser().parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
@@ -319,3 +323,7 @@ def main(argv: list[str] | None = None) -> int:
         m, n = _shape(args.dask_shape)
         bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
     return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

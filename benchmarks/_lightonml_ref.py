@@ -6,7 +6,7 @@ draws a complex random matrix (float64 normals cast to float32, combined into co
 when it is created, and computes ``|X @ R|^2`` with one complex64 product per batch.
 
 This module imports nothing from opu-hal, so it runs in any interpreter that has numpy
-and lightonml (``bench/emulator.py --lightonml-python``).
+and lightonml (``benchmarks/emulator.py --lightonml-python``).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Calibration figures on the emulator (physical fidelity), against the targets of the calibration issue.
 
-Run: ``python bench/calibration.py`` (about a minute). Prints, for each target, the figure
+Run: ``python benchmarks/calibration.py`` (about a minute). Prints, for each target, the figure
 measured in this run and whether it meets the target:
 
 - photon transfer: gain K (8-bit default camera, and 12-bit) within 3 %, read noise within

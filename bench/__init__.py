@@ -1,1 +1,0 @@
-"""Benchmark scripts: run from the repository root, e.g. ``python -m bench.emulator``."""

@@ -1,0 +1,44 @@
+"""`opu-hal bench ...`: the suites of the ``benchmarks`` package, installed with opu-hal, run through the CLI."""
+
+import ast
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from opu_hal import cli
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_bench_randnla_runs_through_the_cli_outside_the_checkout(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "bench", "randnla", "--sections", "lstsq",
+                          "--lstsq-shape", "400x20", "--lstsq-opu-shape", "200x10"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "== lstsq: cond 1e+08 ==" in run.stdout and "OPU 4n" in run.stdout
+
+
+def test_the_benchmarks_package_is_installed_with_the_project() -> None:
+    include = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]["find"]["include"]
+    assert "benchmarks*" in include
+    assert not (ROOT / "bench").exists() and not (ROOT / "opu_hal" / "randnla" / "benchmark.py").exists()
+
+
+def test_the_driver_never_imports_the_benchmarks_outside_the_cli() -> None:
+    for path in (ROOT / "opu_hal").rglob("*.py"):
+        if path.name == "cli.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n.split(".")[0] == "benchmarks" for n in names), path
+
+
+def test_bench_without_the_benchmarks_package_ends_with_a_clear_error(monkeypatch: pytest.MonkeyPatch,
+                                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "benchmarks.dfa", None)  # what an import that cannot be done raises
+    assert cli.main(["bench", "dfa", "--quick"]) == 2
+    assert "opu-hal bench dfa: cannot load benchmarks.dfa" in capsys.readouterr().err
