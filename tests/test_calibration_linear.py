@@ -72,6 +72,23 @@ def test_linearity_is_a_black_box_property(opu):
     assert np.median(rel_errors(lhs, rhs)) < 0.15
 
 
+def test_additivity_over_disjoint_binary_pairs_leaves_no_offset(opu):
+    # f(x) + f(y) - f(x + y) over binary x, y of disjoint supports (x + y binary): 0 for a linear
+    # map, the per-output offset for an affine one (PHYSICS.md 4.4: the reference estimate's
+    # error). Each input is measured twice (separate calls); the repeats give each output's
+    # noise, hence the standard error of its mean defect over 2 x 300 pairs.
+    pairs = 300
+    side = np.random.default_rng(9).integers(0, 4, size=(pairs, N))
+    x, y = (side == 0).astype(np.uint8), (side == 1).astype(np.uint8)
+    inputs = np.concatenate([x, y, x + y])
+    runs = [np.asarray(opu.linear_transform(inputs), dtype=np.float64) for _ in range(2)]
+    defects = [z[:pairs] + z[pairs : 2 * pairs] - z[2 * pairs :] for z in runs]
+    mean = (defects[0] + defects[1]).mean(axis=0) / 2
+    standard_error = np.sqrt(np.mean((defects[0] - defects[1]) ** 2 / 2, axis=0) / (2 * pairs))
+    # pure noise: rms(mean) / rms(standard error) = 1 +- 0.05 over 200 outputs
+    assert np.sqrt(np.mean(mean**2)) < 1.5 * np.sqrt(np.mean(standard_error**2))
+
+
 def test_output_covariance_matches_a_unit_variance_gaussian_projection(opu):
     x = (np.random.default_rng(4).random((300, N)) < 0.5).astype(np.float64)
     z = np.asarray(opu.linear_transform(x), dtype=np.float64)
