@@ -6,6 +6,19 @@ from opu_hal.limits import MAX_EXPOSURE_US, MIN_EXPOSURE_US
 from opu_hal.settings import DeviceInfo, DeviceLimits
 
 from .model import FIRMWARE_VERSION, MODEL_NAME, OPUModel
+from .params import EmulatorParams
+
+
+def datasheet_dark_level_dn(bit_depth: int, exposure_us: float) -> float:
+    """Nominal dark level (DN) of the emulated device model at ``bit_depth`` bits and ``exposure_us`` (us).
+
+    The datasheet figure of the model, from the default :class:`EmulatorParams` (offset
+    ``4 * 2**(bit_depth - 8)`` DN plus the default dark current over the exposure,
+    docs/physics.md section 2.2): independent of the offset a particular device is
+    configured with, so a device whose dark level moved can be told from a healthy one.
+    """
+    p = EmulatorParams(bit_depth=bit_depth)
+    return p.offset_dn + p.system_gain * p.dark_current_e_per_s * exposure_us * 1e-6
 
 
 def device_info(model: OPUModel, protocol_version: str, max_batch_frames: int) -> DeviceInfo:

@@ -1,9 +1,11 @@
 """The laser: power setpoint, per-frame jitter and slow wander (PHYSICS.md 3).
 
 Relative power of frame f at device time t: ``(1 + jitter * z_f) * (1 + wander(t))``.
-``z_f`` is keyed by frame id (independent of batching); ``wander(t)`` is a smooth random
-function of time with standard deviation ``laser_wander`` and correlation time
-``laser_wander_tau_s``, made of a few seeded sinusoids so that it is defined at any time.
+``z_f`` is keyed by frame id (independent of batching); ``wander(t)`` is a random function
+of time with standard deviation ``laser_wander`` and correlation time ``laser_wander_tau_s``
+(tau), made of a few seeded sinusoids so that it is defined at any time. Their frequencies
+are Lorentzian (Cauchy, scale 1 / (2 pi tau)) and their phases uniform, so that over seeds
+the autocorrelation is ``exp(-|dt| / tau)``, that of an Ornstein-Uhlenbeck process.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ class Laser:
         self.power_mw = params.laser_power_mw
         self.enabled = True
         gen = np.random.Generator(np.random.SFC64(np.random.SeedSequence(params.seed, spawn_key=(_WANDER_STREAM,))))
-        self._wander_freq_hz = gen.exponential(1.0 / params.laser_wander_tau_s, _WANDER_TERMS)
+        # Lorentzian (Cauchy) frequencies of scale 1 / (2 pi tau): E cos(2 pi f dt) = exp(-|dt| / tau)
+        self._wander_freq_hz = gen.standard_cauchy(_WANDER_TERMS) / (2 * np.pi * params.laser_wander_tau_s)
         self._wander_phase = gen.uniform(0, 2 * np.pi, _WANDER_TERMS)
 
     def _jitter(self, frame_ids: np.ndarray) -> np.ndarray:
@@ -40,7 +43,7 @@ class Laser:
         return z
 
     def wander(self, times_s: np.ndarray) -> np.ndarray:
-        """Relative slow power deviation at device times (seconds)."""
+        """Relative slow power deviation (dimensionless) at device times ``times_s`` (seconds)."""
         phases = 2 * np.pi * np.outer(times_s, self._wander_freq_hz) + self._wander_phase
         return self.params.laser_wander * np.sqrt(2.0 / _WANDER_TERMS) * np.cos(phases).sum(axis=1)
 

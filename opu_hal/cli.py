@@ -18,6 +18,7 @@ import numpy as np
 
 from .errors import OPUError
 from .opu import OPU
+from .record import CalibrationRecord
 from .selftest import SelftestConfig, format_table, run_selftest
 from .url import keys_table, mask_url
 
@@ -97,7 +98,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _selftest(args: argparse.Namespace) -> int:
     config = SelftestConfig(n_components=args.n_components, n_features=args.n_features, batch=args.batch)
-    results = run_selftest(args.device, config, timeout_s=args.timeout_s)
+    record = CalibrationRecord.load(args.record) if args.record else None
+    results = run_selftest(args.device, config, timeout_s=args.timeout_s, record=record)
     print(format_table(results))
     return 1 if any(r.status == "fail" for r in results) else 0
 
@@ -175,6 +177,7 @@ def build_parser() -> argparse.ArgumentParser:
     selftest.add_argument("--n-features", type=int, default=1000, help="features per test input")
     selftest.add_argument("--batch", type=int, default=100, help="frames per test batch")
     selftest.add_argument("--timeout-s", type=float, default=10.0, help="seconds to wait for the device")
+    selftest.add_argument("--record", default=None, help="calibration record of this device: its camera offset is the dark-level reference")
     selftest.set_defaults(func=_selftest)
 
     calibrate = sub.add_parser("calibrate", help="calibrate a device: camera, exposure, linear projections, transmission matrix; save record and plots")

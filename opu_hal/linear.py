@@ -144,7 +144,12 @@ def pair_frames(planes: np.ndarray, reference: np.ndarray, scheme: str, n_featur
 
 
 def z_from_differences(diff: np.ndarray, record: CalibrationRecord, planes: np.ndarray) -> np.ndarray:
-    """z (K, M) from ``diff`` = I(a) - I(b) of each pair (K, M) at the calibrated exposure (DN)."""
+    """z (K, M) from ``diff`` = I(a) - I(b) of each pair (K, M) at the calibrated exposure (DN).
+
+    The record's reference estimate (``linear_reference_dn``, DN) fixes both the constant of
+    the difference and the direction along 1: its estimation error leaves a fixed offset
+    per output, whose size is set by the reference frames averaged (docs/physics.md 4.4).
+    """
     lin = record.linear
     ref = record.array("linear_reference_dn")
     root = np.sqrt(ref)

@@ -1,8 +1,13 @@
 """Linear projections (PHYSICS.md 4): accuracy against the emulator's true map, linearity, covariance, HDR.
 
-Bounds. On the default 8-bit camera a binary frame pair has ~2-3 % relative error (shot
-noise of ~30 DN frames against a ~40 DN signal swing) and an 8-bit real vector ~5 %
-(its bit planes' noise adds with weights 4^k); the issue's targets are 6 % and 8 %.
+Accuracy is scored on the optically measured part only: in the complement scheme the
+completion term ``h |x| / sqrt(N)`` of ``M x`` is exactly known from the record (PHYSICS.md
+4.1) and carries half of ``||M x||^2`` for a half-lit binary input, so it is removed from
+both the estimate and the truth (``measured``). Bounds. On the default 8-bit camera the
+measured part of a binary frame pair has ~3 % relative error (median 2.8-3.0 % on this
+set-up; 2.0 % if the completion is left in) and an 8-bit real vector ~4 % (4.1-4.3 %: its
+bit planes' noise adds with weights 4^k, and a zero-mean vector has a small completion
+term); the bounds are 4.5 % and 6 %, about 1.5 times these.
 """
 
 from __future__ import annotations
@@ -33,6 +38,21 @@ def rel_errors(z: np.ndarray, expected: np.ndarray) -> np.ndarray:
     return np.linalg.norm(z - expected, axis=1) / np.linalg.norm(expected, axis=1)
 
 
+def measured(values: np.ndarray, x: np.ndarray, record) -> np.ndarray:
+    """``values`` (B, M) less the exactly known completion term ``h (1 . x) / sqrt(N)`` of the complement scheme."""
+    if record.linear.scheme != "complement":
+        return np.asarray(values, dtype=np.float64)
+    h = record.array("linear_completion")
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    return np.asarray(values, dtype=np.float64) - x.sum(axis=1)[:, None] * h[None, :] / np.sqrt(x.shape[1])
+
+
+def measured_errors(z: np.ndarray, x: np.ndarray, m: np.ndarray, record) -> np.ndarray:
+    """Relative errors of the optically measured part of ``z`` against that of ``x @ m.T``, per input."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float64))
+    return rel_errors(measured(np.atleast_2d(z), x, record), measured(x @ m.T, x, record))
+
+
 def test_true_map_is_a_unit_variance_gaussian_matrix(opu):
     opu.linear_transform(np.ones(N))  # puts the device in the calibrated geometry
     m = truth(opu)
@@ -50,13 +70,13 @@ def test_binary_inputs_match_the_true_map(opu):
     assert z.dtype == np.float32 and z.shape == (20, M)
     assert z.context.calibration_id == opu.calibration.id
     assert len(z.context.frame_ids) == 40  # 2 frames per binary input, whatever bits
-    assert np.median(rel_errors(z, x @ truth(opu).T)) <= 0.06
+    assert np.median(measured_errors(z, x, truth(opu), opu.calibration)) <= 0.045
 
 
 def test_real_inputs_of_any_sign_match_the_true_map(opu):
     x = np.random.default_rng(2).standard_normal((10, N)) * 3.0
     z = opu.linear_transform(x, bits=8)
-    assert np.median(rel_errors(z, x @ truth(opu).T)) <= 0.08
+    assert np.median(measured_errors(z, x, truth(opu), opu.calibration)) <= 0.06
     # E|z|^2 = n_components ||x||^2 (per input, within ~4 sqrt(2/M) for a Gaussian M)
     ratio = np.sum(np.asarray(z) ** 2, axis=1) / (M * np.sum(x**2, axis=1))
     assert np.all(np.abs(ratio - 1) < 4 * np.sqrt(2 / M))
@@ -70,6 +90,23 @@ def test_linearity_is_a_black_box_property(opu):
     lhs, rhs = z[:8], a * z[8:16] + b * z[16:]
     # three independent ~5 % errors: sqrt(1 + a^2 + b^2) * 5 % ~ 10 %; a non-linear map is off by O(1)
     assert np.median(rel_errors(lhs, rhs)) < 0.15
+
+
+def test_additivity_over_disjoint_binary_pairs_leaves_no_offset(opu):
+    # f(x) + f(y) - f(x + y) over binary x, y of disjoint supports (x + y binary): 0 for a linear
+    # map, the per-output offset for an affine one (PHYSICS.md 4.4: the reference estimate's
+    # error). Each input is measured twice (separate calls); the repeats give each output's
+    # noise, hence the standard error of its mean defect over 2 x 300 pairs.
+    pairs = 300
+    side = np.random.default_rng(9).integers(0, 4, size=(pairs, N))
+    x, y = (side == 0).astype(np.uint8), (side == 1).astype(np.uint8)
+    inputs = np.concatenate([x, y, x + y])
+    runs = [np.asarray(opu.linear_transform(inputs), dtype=np.float64) for _ in range(2)]
+    defects = [z[:pairs] + z[pairs : 2 * pairs] - z[2 * pairs :] for z in runs]
+    mean = (defects[0] + defects[1]).mean(axis=0) / 2
+    standard_error = np.sqrt(np.mean((defects[0] - defects[1]) ** 2 / 2, axis=0) / (2 * pairs))
+    # pure noise: rms(mean) / rms(standard error) = 1 +- 0.05 over 200 outputs
+    assert np.sqrt(np.mean(mean**2)) < 1.5 * np.sqrt(np.mean(standard_error**2))
 
 
 def test_output_covariance_matches_a_unit_variance_gaussian_projection(opu):
@@ -92,7 +129,7 @@ def test_focusing_input_is_bracketed_not_clipped(opu):
     assert intensity > 2 * opu.calibration.linear.max_dn  # it would saturate at the calibrated exposure
     z = opu.linear_transform(x)
     assert len(z.context.frame_ids) > 2  # acquired again at a shorter exposure
-    assert rel_errors(z[None], (x @ truth(opu).T)[None])[0] <= 0.06
+    assert measured_errors(z, x, truth(opu), opu.calibration)[0] <= 0.045  # 2.4 % measured
 
 
 def test_reference_scheme_matches_its_true_map():
@@ -104,7 +141,7 @@ def test_reference_scheme_matches_its_true_map():
         z = device.linear_transform(x)
         m = true_linear_map(device.backend.model.transmission_matrix(), device.calibration)
         assert abs(m.var() - 1) < 4 * np.sqrt(2 / m.size)
-        assert np.median(rel_errors(z, x @ m.T)) <= 0.06
+        assert np.median(measured_errors(z, x, m, device.calibration)) <= 0.055  # 3.4 % measured; scheme A has no completion term
 
 
 def test_same_scale_in_ideal_fidelity():
@@ -113,8 +150,8 @@ def test_same_scale_in_ideal_fidelity():
         x = np.random.default_rng(7).standard_normal((5, 200))
         z = device.linear_transform(x)  # calibrates on demand
         m = true_linear_map(device.backend.model.transmission_matrix(), device.calibration)
-        # no noise: only the 8-bit quantisation (~0.3 %) and the scale estimate (~1 %)
-        assert np.median(rel_errors(z, x @ m.T)) < 0.03
+        # no noise: only the 8-bit quantisation (~0.3 %) and the scale estimate (~1 %): 1.05 % measured
+        assert np.median(measured_errors(z, x, m, device.calibration)) < 0.02
 
 
 def test_encode_planes_reconstructs_the_quantised_input():

@@ -16,6 +16,7 @@ from scipy import stats
 
 from firmware_sim import EmulatorParams
 from firmware_sim.camera import Camera
+from firmware_sim.laser import Laser
 from opu_hal import OPU, SaturationWarning
 
 WIDTH = 2040  # default sensor width (pixels): the output ROI spans full sensor rows
@@ -364,6 +365,23 @@ def test_large_laser_jitter_never_makes_negative_light():
     totals = (y - dark).sum(axis=1)
     # A frame without light reads only dark noise: its total stays within 6 sigmas of zero.
     assert totals.min() > -6 * math.sqrt(m) * read_noise_dn
+
+
+@pytest.mark.parametrize("lag_in_tau", [0.25, 1.0, 2.0])
+def test_laser_wander_autocorrelation_is_exponential_in_the_lag(lag_in_tau):
+    # PHYSICS.md 3.2: an Ornstein-Uhlenbeck-like wander, corr(w(t), w(t + lag)) = exp(-lag / tau).
+    # Estimated over 300 seeds x 40 start times spread over 1000 tau: the sampling of the
+    # 300 x 8 frequencies gives a standard error ~0.013 and the phases ~0.01, so 0.05 is ~4 sigma.
+    tau, sigma, seeds, starts = 60.0, 0.01, 300, 40
+    products, squares = [], []
+    for seed in range(seeds):
+        laser = Laser(EmulatorParams(seed=seed, laser_wander=sigma, laser_wander_tau_s=tau))
+        t0 = np.random.default_rng([seed, 99]).uniform(0.0, 1000.0 * tau, starts)
+        w0, w1 = laser.wander(t0), laser.wander(t0 + lag_in_tau * tau)
+        products.append(w0 * w1)
+        squares.append(0.5 * (w0**2 + w1**2))
+    corr = np.mean(products) / np.mean(squares)
+    assert abs(corr - math.exp(-lag_in_tau)) < 0.05
 
 
 # ---------------------------------------------------------------------------- time

@@ -1,6 +1,7 @@
 """Sketch operators: statistics of the test matrices, consistency, independence of blocks, cost accounting."""
 
 import pickle
+import tracemalloc
 
 import numpy as np
 import pytest
@@ -41,6 +42,31 @@ def test_digital_sketch_is_reproducible_fresh_is_independent_and_pickles_as_reci
     clone = pickle.loads(pickle.dumps(a))
     np.testing.assert_array_equal(clone.realize(), a.realize())
     assert a.usage().frames == 0
+
+
+@pytest.mark.parametrize("n_features, size", [(1, 1), (100, 37), (256, 256), (1000, 64)])
+def test_srht_realize_equals_the_sketch_applied_to_the_identity(n_features, size):
+    sketch = SRHTSketch(n_features, size, seed=7)
+    S = sketch.realize()
+    np.testing.assert_array_equal(S, sketch.apply(np.eye(n_features)))  # exact: entries are +-1
+    assert set(np.unique(S)) <= {-1.0, 1.0}
+
+
+def test_srht_realize_needs_no_square_intermediate():
+    # n = 100,000, k = 64: the result is 51 MB; an n x n float64 identity would be 80 GB
+    sketch = SRHTSketch(100_000, 64, seed=2)
+    tracemalloc.start()
+    try:
+        S = sketch.realize()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert S.shape == (100_000, 64)
+    assert peak < 200e6
+    rows = [0, 1, 65_535, 99_999]  # spot-check against the transform of one-hot rows
+    one_hot = np.zeros((len(rows), 100_000))
+    one_hot[np.arange(len(rows)), rows] = 1.0
+    np.testing.assert_array_equal(S[rows], sketch.apply(one_hot))
 
 
 def test_sketch_rejects_bad_input_naming_it():

@@ -54,11 +54,12 @@ def test_hutchpp_with_opu_blocks_is_unbiased_and_close_to_digital(psd):
 
 
 def test_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spectrum():
-    # 300 x 300, eigenvalues 1/j^2, 48 matvecs (16 optical, 32 digital). The optical noise
-    # in Q = orth(A S) costs Hutch++ 2.0x-3.0x the digital error here (device seeds 0-3),
-    # Nyström++ on the same optical sketches 0.67x-1.01x. The median of 32 trials has a
-    # relative spread of ~1.17 / sqrt(32) = 21 % (400 digital trials: 6 %), so the 1.5x
-    # bound sits ~2.6 spreads above the typical 0.85x and below every Hutch++ figure.
+    # 300 x 300, eigenvalues 1/j^2, 48 matvecs (16 optical, 32 digital). With 16 reference
+    # frames in the linear calibration, its affine offset (PHYSICS.md 4.4, a rank-one error
+    # of A S) cost plain Hutch++ 2.0x-3.0x the digital error here (device seeds 0-3) and
+    # Nyström++ 0.67x-1.01x; with 1,024 (seed 0) Hutch++ is 0.97x and Nyström++ 0.99x.
+    # The median of 32 trials has a relative spread of ~1.17 / sqrt(32) = 21 % (400 digital
+    # trials: 6 %), so the 1.5x bound sits ~2.4 spreads above the typical 1x.
     n, k, trials = 300, 16, 32
     V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
     A = (V / np.arange(1, n + 1) ** 2) @ V.T
@@ -75,7 +76,7 @@ def test_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spect
     nys = np.array(nys)
     assert abs(nys.mean()) < 4 * nys.std() / np.sqrt(trials)
     assert np.median(np.abs(nys)) < 1.5 * np.median(np.abs(digital))
-    assert np.median(np.abs(nys)) < np.median(np.abs(hpp))  # paired: the same optical sketches
+    assert np.median(np.abs(hpp)) < 1.5 * np.median(np.abs(digital))  # the same optical sketches
 
 
 def test_hutchpp_with_one_digital_power_step_on_the_opu_is_within_2x_of_digital_hutchpp():

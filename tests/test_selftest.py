@@ -3,6 +3,8 @@
 import pytest
 
 from opu_hal.cli import main
+from opu_hal import OPU
+from opu_hal.record import CalibrationRecord, CameraCalibration
 from opu_hal.selftest import CHECK_NAMES, SelftestConfig, format_table, run_selftest
 
 SMALL = SelftestConfig(n_components=400, n_features=300, batch=50)
@@ -32,10 +34,35 @@ def test_fast_drifting_medium_fails_repeatability():
     assert statuses["dark level"] == "pass" and statuses["frame rate"] == "pass"
 
 
-def test_shifted_dark_offset_fails_the_dark_level():
+def test_hot_pixels_fail_the_dark_level():
     # hot pixels read full scale whatever the light: the dark mean is far above the nominal level
     statuses = _statuses(run_selftest("emu://?hot_pixel_fraction=0.05", SMALL))
     assert statuses["dark level"] == "fail"
+
+
+@pytest.mark.parametrize("url", ["emu://?offset_dn=20", "emu://?offset_dn=2", "emu://?bit_depth=12&offset_dn=80"])
+def test_shifted_dark_offset_fails_the_dark_level(url):
+    # the datasheet offset is 4 DN at 8 bits, 64 DN at 12 bits (docs/physics.md 2.2), whatever the device reports
+    results = run_selftest(url, SMALL)
+    dark = next(r for r in results if r.name == "dark level")
+    assert dark.status == "fail", format_table(results)
+    assert _statuses(results)["frame rate"] == "pass"
+
+
+def test_dark_level_is_checked_against_a_loaded_record_s_camera_offset():
+    # a device whose offset was measured at 20 DN by its camera calibration passes against that record
+    with OPU("emu://", n_components=1) as device:
+        record = CalibrationRecord(device=device.identity())
+    record.camera = CameraCalibration(
+        dark_exposure_us=400.0, offset_dn=20.0, dark_noise_dn=0.3, dsnu_dn=0.0, hot_pixels=0, gain_dn_per_e=0.02,
+        read_noise_dn=0.26, read_noise_e=12.0, read_noise_resolved=False, read_noise_source="ptc_intercept",
+        saturation_dn=250.0, saturation_capacity_e=12000.0, linearity_error_pct=0.1, n_pixels=100,
+        exposures_us=[400.0], frames=16,
+    )
+    dark = _statuses(run_selftest("emu://?offset_dn=20", SMALL, record=record))["dark level"]
+    assert dark == "pass"
+    dark = _statuses(run_selftest("emu://", SMALL, record=record))["dark level"]  # 4 DN against 20 recorded
+    assert dark == "fail"
 
 
 def test_unreachable_device_fails_the_handshake_and_runs_nothing_else():

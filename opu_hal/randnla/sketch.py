@@ -41,6 +41,9 @@ from ..validation import check_int
 
 logger = logging.getLogger(__name__)
 
+#: Entries per block of rows when an SRHT sketch is realized (8 bytes each: 16 MB).
+_SRHT_BLOCK_ENTRIES = 1 << 21
+
 
 @dataclass(frozen=True)
 class Usage:
@@ -222,6 +225,26 @@ class SRHTSketch(_SeededSketch):
             view[:, :, 1, :] += a
             h *= 2
         return work[:, self._picks]
+
+    def _do_realize(self) -> np.ndarray:
+        """S (n_features, size) entry by entry: ``S[i, j] = signs[i] * H[i, picks[j]]``.
+
+        ``H`` is the Sylvester-Hadamard matrix of the fast transform, ``H[i, k] = (-1)^popcount(i & k)``;
+        rows are made in blocks so that no intermediate exceeds ~16 MB beside the result.
+        """
+        out = np.empty((self.n_features, self.size))
+        picks = self._picks.astype(np.uint64)[None, :]
+        block = max(1, _SRHT_BLOCK_ENTRIES // self.size)
+        for start in range(0, self.n_features, block):
+            stop = min(start + block, self.n_features)
+            bits = np.arange(start, stop, dtype=np.uint64)[:, None] & picks
+            shift = 32
+            while shift:  # fold the bits onto bit 0: its value is the parity of popcount
+                bits ^= bits >> np.uint64(shift)
+                shift //= 2
+            parity = (bits & np.uint64(1)).astype(np.float64)
+            out[start:stop] = (1.0 - 2.0 * parity) * self._signs[start:stop, None]
+        return out
 
     def _with_seed(self, seed: int) -> "SRHTSketch":
         return SRHTSketch(self.n_features, self.size, seed)

@@ -42,6 +42,14 @@ OPU trials against 256 digital ones). Two fixes filter the noise through A itsel
   noise costs 0.97x-1.58x. The Nyström approximation needs a symmetric positive
   semi-definite A.
 
+The figures above were measured while the linear calibration averaged 16 reference
+frames: the reference's estimation error then left a fixed offset per output
+(docs/physics.md section 4.4), a rank-one error of ``A S`` that accounted for much of plain
+OPU Hutch++'s excess. With the 1,024 frames now averaged, on a 300 x 300 matrix with
+eigenvalues 1/j^2 and 48 matvecs (device seed 0, 32 trials) OPU Hutch++ went from 2.19x
+to 0.97x digital Hutch++ and Nyström++ from 0.85x to 0.99x; the comparisons above are to
+be measured again.
+
 Other alternatives measured on the same optical data: using the realized OPU matrix as
 test matrix and ``A S`` digitally (1.17x-1.24x, but then the OPU only supplies random
 numbers); truncating Q to its top 16 or 24 Ritz vectors (up to 24x worse); NA-Hutch++
