@@ -258,3 +258,4 @@ class OPUModel:
         """Release the matrix and worker threads."""
         self.medium.close()
         self.camera.close()
+

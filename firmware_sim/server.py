@@ -14,12 +14,17 @@ import socket
 import threading
 import time
 import tty
+from dataclasses import dataclass
+
+from pydantic import BaseModel, ConfigDict, Field
 
 from opu_hal.protocol.server import ServerLink
-from opu_hal.transport import TCPTransport, Transport, TransportError
+from opu_hal.transport import Link, TCPTransport, Transport, TransportError
+from opu_hal.url import DeviceSpec
 
 from .faults import FaultyTransport
 from .firmware import Firmware
+from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)
 
@@ -182,3 +187,43 @@ class LoopbackFirmware:
             self._thread.join()
             self._link = None
         self.firmware.close()
+
+
+class SimOptions(BaseModel):
+    """Query keys of ``sim://`` besides the emulator's parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    optics: bool = Field(True, description="on: the firmware computes camera frames; off: empty frames (protocol tests)")
+
+
+class SimDevice:
+    """``sim://``'s device: a new firmware at each ``start()``, in a thread of this process, behind a loopback pair."""
+
+    def __init__(self, params: EmulatorParams, optics: bool = True) -> None:
+        self.params, self.optics = params, optics
+        self.running: LoopbackFirmware | None = None
+
+    def start(self) -> Transport:
+        """Start a firmware; returns the host's end of its link."""
+        self.running = LoopbackFirmware(Firmware(self.params, optics=self.optics))
+        return self.running.start()
+
+    def stop(self) -> None:
+        """Stop the firmware started last (no-op if none runs)."""
+        running, self.running = self.running, None
+        if running is not None:
+            running.close()
+
+
+@dataclass(frozen=True)
+class SimLink(Link):
+    """The link of a ``sim://`` URL; ``device`` runs the firmware (its ``running.firmware`` while open)."""
+
+    device: SimDevice | None = None
+
+
+def sim_link(spec: DeviceSpec) -> SimLink:
+    """The link of ``sim://?KEY=VALUE...``: emulator firmware in this process (shared by design: not exclusive)."""
+    device = SimDevice(spec.get(EmulatorParams), optics=spec.get(SimOptions).optics)
+    return SimLink(device.start, device.stop, exclusive=False, device=device)

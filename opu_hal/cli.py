@@ -1,4 +1,4 @@
-"""The ``opu-hal`` command line: ``info``, ``demo``, ``selftest``, ``calibrate``, ``serve``, ``bench``.
+"""The ``opu-hal`` command line: ``info``, ``demo``, ``selftest``, ``calibrate``, ``serve``, ``bench``, ``urls``.
 
 A device or argument error ends the command with exit code 1 and one line on stderr naming
 the subcommand and the error (``-v`` shows the traceback too); Ctrl-C ends it with 130.
@@ -19,6 +19,7 @@ import numpy as np
 from .errors import OPUError
 from .opu import OPU
 from .selftest import SelftestConfig, format_table, run_selftest
+from .url import keys_table, mask_url
 
 
 def _info(args: argparse.Namespace) -> int:
@@ -50,8 +51,13 @@ def _serve(args: argparse.Namespace) -> int:
         args.device, token, host=args.host, port=args.port, max_clients=args.max_clients,
         max_payload=int(args.max_message_mb * 2**20), timeout_s=args.timeout_s,
     )
-    print(f"serving {args.device} on {server.url}?token={token}", flush=True)
+    print(f"serving {mask_url(args.device)} on {server.url}?token={token}", flush=True)
     serve_until_signalled(server)
+    return 0
+
+
+def _urls(args: argparse.Namespace) -> int:
+    print(keys_table())
     return 0
 
 
@@ -156,7 +162,10 @@ def _bench_script(name: str, options: list[str]) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``opu-hal``."""
-    parser = argparse.ArgumentParser(prog="opu-hal", description="Drive an optical processing unit (or its emulation).")
+    parser = argparse.ArgumentParser(
+        prog="opu-hal", description="Drive an optical processing unit (or its emulation).",
+        epilog="Devices are URLs such as emu://?seed=3 or socket://HOST:PORT?token=...; `opu-hal urls` lists them all.",
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -206,6 +215,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("suite", choices=["randnla", "dfa"], help="benchmark suite")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options of the suite (opu-hal bench SUITE --help)")
     bench.set_defaults(func=_bench)
+    urls = sub.add_parser("urls", help="print the device URL schemes and their query keys (Markdown tables)")
+    urls.set_defaults(func=_urls)
     return parser
 
 

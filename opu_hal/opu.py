@@ -22,14 +22,8 @@ from .record import CalibrationRecord, DeviceIdentity
 from .result import OPUResult, TransformContext
 from .session import AcquisitionLog, DeviceSession
 from .settings import DeviceInfo, OPUSettings
-from .url import parse_device_url
-from .validation import (
-    as_numpy,
-    check_binary,
-    check_features,
-    check_int,
-    is_torch_tensor,
-)
+from .url import mask_url, parse_device_url
+from .validation import as_numpy, check_binary, check_features, check_int, is_torch_tensor
 
 logger = logging.getLogger(__name__)
 
@@ -85,7 +79,7 @@ class OPU:
         try:
             self._backend: Backend = make_backend(self._url, seed)
         except ValueError as exc:  # name the argument: the URL's query is where the bad value came from
-            raise ValueError(f"device: {exc} (in {device!r})") from exc
+            raise ValueError(f"device: {exc} (in {mask_url(device)!r})") from exc
         self._lock = threading.RLock()
         self._device_lock: DeviceLock | None = None
         self._closed = False

@@ -42,7 +42,6 @@ if TYPE_CHECKING:
     from opu_hal.opu import OPU
 
 DEFAULT_N_COMPONENTS = 1000
-EMULATED_SCHEMES = ("emu", "sim")
 MARKER_KEYS = ("n_components", "n_features", "fidelity", "seed")
 
 
@@ -110,10 +109,10 @@ def _settings_for(request: pytest.FixtureRequest) -> dict[str, Any]:
 
 def _device_for(url: str | None, fidelity: str | None, seed: int) -> tuple[str, int | None]:
     """The URL and seed argument of the fixture's OPU."""
-    from opu_hal.url import parse_device_url
+    from opu_hal.url import parse_device_url, scheme_info
 
     parsed = parse_device_url(url or "emu://")
-    if parsed.scheme not in EMULATED_SCHEMES:
+    if "seed" not in scheme_info(parsed.scheme).documented_keys():  # not an emulated device
         return str(parsed), None
     query = dict(parsed.query)
     if fidelity is not None:

@@ -26,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from opu_hal.opu import OPU
 from opu_hal.settings import OPUSettings
-from opu_hal.url import parse_device_url
+from opu_hal.url import resolve_url
 
 logger = logging.getLogger(__name__)
 
@@ -117,10 +117,10 @@ class OPUMap(TransformerMixin, BaseEstimator):
 
     def _is_ideal_emulator(self) -> bool:
         try:
-            url = parse_device_url(self.device)
+            spec = resolve_url(self.device)
         except (TypeError, ValueError):
             return False
-        return url.scheme in ("emu", "sim") and url.query.get("fidelity") == "ideal"
+        return spec.value("fidelity") == "ideal"
 
     def _validate_params(self) -> None:
         if not isinstance(self.linear, bool):

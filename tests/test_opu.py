@@ -177,7 +177,7 @@ def test_unknown_url_scheme():
 
 
 def test_unknown_url_query_parameter():
-    with pytest.raises(ValueError, match=r"^device: unknown emulator parameter\(s\) \['expsure_us'\].*exposure_us"):
+    with pytest.raises(ValueError, match=r"^device: unknown query key\(s\) \['expsure_us'\] for emu://; documented keys: .*'exposure_us'"):
         OPU("emu://?expsure_us=3", n_components=5)
 
 

@@ -29,6 +29,7 @@ from ..errors import DeviceError, DeviceTimeoutError
 from ..limits import MAX_BATCH_FRAMES
 from ..protocol.dmd import DMDPacker
 from ..settings import DeviceInfo, DeviceLimits
+from ..url import DeviceSpec
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
 from .bench_file import SentinelSettings, build_devices, load_bench_file
 
@@ -297,3 +298,8 @@ def align(frames: list[CapturedFrame], sizes: list[int]) -> list[list[CapturedFr
         counted = len(data) == size and not any(f.dropped_before for f in frames[first : first + size + 2])
         result.append(data if closed and counted else None)
     return result
+
+
+def bench_backend(spec: DeviceSpec) -> Bench:
+    """The backend of ``bench://PATH.yaml`` (no query keys: the file says it all)."""
+    return Bench.from_file(spec.location)

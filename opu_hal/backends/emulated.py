@@ -9,6 +9,7 @@ from firmware_sim.identity import device_info
 
 from ..limits import MAX_BATCH_FRAMES
 from ..settings import DeviceInfo
+from ..url import DeviceSpec
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
 
 PROTOCOL_VERSION = "in-process"
@@ -44,3 +45,8 @@ class EmulatedBackend(Backend):
     def _do_close(self) -> None:
         self.model.close()
         self.model = None
+
+
+def emu_backend(spec: DeviceSpec) -> EmulatedBackend:
+    """The backend of ``emu://?KEY=VALUE...`` (keys: the emulator's parameters)."""
+    return EmulatedBackend(spec.get(EmulatorParams))

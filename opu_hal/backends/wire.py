@@ -28,13 +28,14 @@ from ..protocol.dmd import DMDPacker
 from ..protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
 from ..protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
 from ..settings import DeviceInfo
-from ..transport import SerialTransport, TCPTransport, Transport, split_host_port
-from ..url import DeviceURL
+from ..transport import Transport
+from ..url import DeviceSpec, WireOptions
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
 
 if TYPE_CHECKING:
-    from firmware_sim import EmulatorParams, OPUModel
+    from firmware_sim import OPUModel
     from firmware_sim.firmware import Firmware
+    from firmware_sim.server import SimLink
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +64,8 @@ class WireBackend(Backend):
         Frames per ACQUIRE; None: a whole call if it fits the payload limit.
     token:
         Shared secret for ``opu-hal serve``.
+    timeout_s:
+        Seconds of silence before a request is retried; None: the ``timeout_s`` given to ``open``.
     """
 
     def __init__(
@@ -76,6 +79,7 @@ class WireBackend(Backend):
         chunk_frames: int | None = None,
         token: str | None = None,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
+        timeout_s: float | None = None,
     ) -> None:
         super().__init__()
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
@@ -87,7 +91,7 @@ class WireBackend(Backend):
         self.exclusive = exclusive
         self._connect, self._release = connect, release
         self.retries, self.window, self.chunk_frames = retries, window, chunk_frames
-        self.token, self.max_payload = token, max_payload
+        self.token, self.max_payload, self.timeout_s = token, max_payload, timeout_s
         self.client: ProtocolClient | None = None
         self._packer: DMDPacker | None = None
         self._counters: tuple[int, float] = (0, 0.0)  # device frame counter and clock (us) after the last reply
@@ -101,6 +105,8 @@ class WireBackend(Backend):
 
     # ------------------------------------------------------------------ life cycle
     def _do_open(self, timeout_s: float) -> DeviceInfo:
+        if self.timeout_s is not None:  # the URL's timeout_s wins
+            timeout_s = self.timeout_s
         client = ProtocolClient(
             self._connect(), timeout_s=timeout_s, retries=self.retries, max_payload=self.max_payload, token=self.token
         )
@@ -315,34 +321,22 @@ class SimBackend(WireBackend):
     ``firmware`` and ``model`` (the ground truth, as ``emu://``'s ``model``) exist while open.
     """
 
-    def __init__(self, params: "EmulatorParams", *, optics: bool = True, **options: object) -> None:
-        super().__init__(self._start, release=self._stop, exclusive=False, **options)
-        self.params, self.optics = params, optics
-        self._device = None
+    def __init__(self, link: "SimLink", **options: object) -> None:
+        super().__init__(link.connect, release=link.release, exclusive=link.exclusive, **options)
+        self._device = link.device
+        self.params, self.optics = link.device.params, link.device.optics
 
     @property
     def seed(self) -> int:
         """The emulated device's seed."""
         return self.params.seed
 
-    def _start(self) -> Transport:
-        from firmware_sim.firmware import Firmware
-        from firmware_sim.server import LoopbackFirmware
-
-        self._device = LoopbackFirmware(Firmware(self.params, optics=self.optics))
-        return self._device.start()
-
-    def _stop(self) -> None:
-        device, self._device = self._device, None
-        if device is not None:
-            device.close()
-
     @property
     def firmware(self) -> "Firmware":
         """The firmware answering (while open)."""
-        if self._device is None:
+        if self._device.running is None:
             raise RuntimeError("the sim:// device is not open")
-        return self._device.firmware
+        return self._device.running.firmware
 
     @property
     def model(self) -> "OPUModel":
@@ -350,48 +344,24 @@ class SimBackend(WireBackend):
         return self.firmware.model
 
 
-_WIRE_OPTIONS = ("retries", "window", "chunk_frames")
+def wire_options(spec: DeviceSpec) -> dict[str, object]:
+    """The :class:`WireBackend` keyword arguments a checked URL gives: its wire keys and token."""
+    wire = spec.get(WireOptions)
+    return {
+        "retries": wire.retries,
+        "window": wire.window,
+        "chunk_frames": wire.chunk_frames,
+        "timeout_s": wire.timeout_s,
+        "token": spec.value("token"),
+    }
 
 
-def make_wire_backend(url: DeviceURL, seed_override: dict[str, int]) -> WireBackend:
-    """The backend of a ``sim://``, ``socket://`` or ``serial://`` URL.
-
-    Query keys: ``retries``, ``window``, ``chunk_frames`` for every scheme; emulator
-    parameters and ``optics=on|off`` for ``sim://``; ``token`` for ``socket://``;
-    ``baudrate`` for ``serial://``.
-    """
-    query = dict(url.query)
-    options: dict[str, object] = {key: _int_option(query.pop(key), key) for key in _WIRE_OPTIONS if key in query}
-    if url.scheme == "sim":
-        from firmware_sim.params import params_from_query
-
-        optics = query.pop("optics", "on")
-        if optics not in ("on", "off"):
-            raise ValueError(f"optics: expected 'on' or 'off', got {optics!r}")
-        return SimBackend(params_from_query(query, **seed_override), optics=optics == "on", **options)
-    if seed_override:
-        raise ValueError(f"seed: applies to emulated devices (emu://, sim://); {url.scheme}:// devices have their own")
-    if url.scheme == "socket":
-        host, port = split_host_port(url.location)
-        options["token"] = query.pop("token", None)
-        connect: Callable[[], Transport] = lambda: TCPTransport(host, port)
-    else:
-        path = url.location
-        if not path:
-            raise ValueError(f"device: expected serial:///dev/PORT or a device path, got {str(url)!r}")
-        baudrate = _int_option(query.pop("baudrate", "115200"), "baudrate")
-        connect = lambda: SerialTransport(path, baudrate)
-    if query:
-        raise ValueError(
-            f"device: unknown query key(s) {sorted(query)} for {url.scheme}://; expected some of "
-            f"{sorted(_WIRE_OPTIONS + (('token',) if url.scheme == 'socket' else ('baudrate',)))}"
-        )
-    # a token means an ``opu-hal serve`` endpoint, shared by design: no exclusive lock
-    return WireBackend(connect, exclusive=options.get("token") is None, **options)
+def wire_backend(spec: DeviceSpec) -> WireBackend:
+    """The backend of a URL whose scheme has a link (``socket://``, ``serial://``, registered ones)."""
+    link = spec.make_link()
+    return WireBackend(link.connect, release=link.release, exclusive=link.exclusive, **wire_options(spec))
 
 
-def _int_option(value: str, key: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise ValueError(f"{key}: expected an integer, got {value!r}") from None
+def sim_backend(spec: DeviceSpec) -> SimBackend:
+    """The backend of ``sim://?KEY=VALUE...``: emulator keys, ``optics=on|off`` and the wire keys."""
+    return SimBackend(spec.make_link(), **wire_options(spec))

@@ -27,8 +27,8 @@ from ..protocol.client import Hello, ProtocolClient, Request
 from ..protocol.frames import MsgType
 from ..protocol.messages import ErrorCode, decode_bulk, decode_json, encode_bulk, encode_json
 from ..settings import DeviceInfo
-from ..transport import SerialTransport, TCPTransport, Transport, split_host_port
-from ..url import parse_device_url
+from ..transport import Transport
+from ..url import WireOptions, resolve_url
 from .camera import Camera, CameraLimits, CameraSettings, CapturedFrame, PixelFormat
 from .common import DeviceIdentity, TriggerMode, TriggerType
 from .dmd import DMD, DMDLimits, DMDSettings, packed_shape
@@ -42,7 +42,9 @@ class ProtocolLink:
     """One session with OPU firmware, shared by its DMD and camera; opened by the first user.
 
     ``connect`` makes the transport; ``release`` runs after the link closes (stops an
-    in-process firmware). ``timeout_s``: seconds before a request is retried.
+    in-process firmware). ``timeout_s``: seconds before a request is retried; ``retries``:
+    times it is re-sent; ``token``: the shared secret of an ``opu-hal serve`` endpoint;
+    ``chunk_frames``: most frames per ACQUIRE (caps the DMD's sequence length).
     """
 
     def __init__(
@@ -52,9 +54,11 @@ class ProtocolLink:
         *,
         timeout_s: float = 10.0,
         retries: int = 3,
+        token: str | None = None,
+        chunk_frames: int | None = None,
     ) -> None:
         self._connect, self._release = connect, release
-        self.timeout_s, self.retries = timeout_s, retries
+        self.timeout_s, self.retries, self.token, self.chunk_frames = timeout_s, retries, token, chunk_frames
         self.client: ProtocolClient | None = None
         self._users = 0
         self.layout: DMDLayout | None = None
@@ -68,30 +72,27 @@ class ProtocolLink:
 
     @classmethod
     def from_url(cls, url: str, *, timeout_s: float = 10.0) -> "ProtocolLink":
-        """A link to ``sim://?...`` (firmware in this process), ``socket://HOST:PORT`` or a serial port."""
-        parsed = parse_device_url(url)
-        query = dict(parsed.query)
-        if parsed.scheme == "sim":
-            from firmware_sim.firmware import Firmware
-            from firmware_sim.params import params_from_query
-            from firmware_sim.server import LoopbackFirmware
+        """A link to the firmware behind a wire URL: ``sim://?...`` (firmware in this process),
+        ``socket://HOST:PORT[?token=...]``, a serial port, or a registered scheme with a link.
 
-            params = params_from_query(query)
-            holder: dict[str, LoopbackFirmware] = {}
-
-            def start() -> Transport:
-                holder["device"] = LoopbackFirmware(Firmware(params))
-                return holder["device"].start()
-
-            return cls(start, lambda: holder.pop("device").close(), timeout_s=timeout_s)
-        if query:
-            raise ValueError(f"url: expected no query keys for {parsed.scheme}:// devices, got {sorted(query)}")
-        if parsed.scheme == "socket":
-            host, port = split_host_port(parsed.location)
-            return cls(lambda: TCPTransport(host, port), timeout_s=timeout_s)
-        if parsed.scheme == "serial":
-            return cls(lambda: SerialTransport(parsed.location, 115200), timeout_s=timeout_s)
-        raise ValueError(f"url: expected a sim://, socket:// or serial:// URL of OPU firmware, got {url!r}")
+        The query keys are those of the URL table (:mod:`opu_hal.url`), with the same meaning
+        as for :class:`~opu_hal.OPU`: ``retries``, ``chunk_frames``, ``timeout_s`` (seconds;
+        wins over the ``timeout_s`` argument), ``token``, ``baudrate``, emulator parameters.
+        """
+        try:
+            spec = resolve_url(url)
+            link = spec.make_link()
+        except ValueError as exc:
+            raise ValueError(f"url: {exc}") from exc
+        wire = spec.get(WireOptions)
+        return cls(
+            link.connect,
+            link.release,
+            timeout_s=timeout_s if wire.timeout_s is None else wire.timeout_s,
+            retries=wire.retries,
+            token=spec.value("token"),
+            chunk_frames=wire.chunk_frames,
+        )
 
     # ------------------------------------------------------------------ life cycle
     @property
@@ -109,7 +110,7 @@ class ProtocolLink:
     def attach(self) -> None:
         """Open the session for one more user (the first one connects)."""
         if self._users == 0:
-            client = ProtocolClient(self._connect(), timeout_s=self.timeout_s, retries=self.retries)
+            client = ProtocolClient(self._connect(), timeout_s=self.timeout_s, retries=self.retries, token=self.token)
             try:
                 client.connect()
             except BaseException:
@@ -203,7 +204,7 @@ class ProtocolLink:
         """Frames one ACQUIRE can carry (the DMD's 'on-board memory')."""
         rows, stride = packed_shape(self.info.dmd_shape)
         fit = (self.hello.max_payload - _HEAD_ROOM) // (rows * stride)
-        return max(1, min(fit, self.info.limits.max_batch_frames))
+        return max(1, min(fit, self.info.limits.max_batch_frames, self.chunk_frames or fit))
 
 
 class ProtocolDMD(DMD):

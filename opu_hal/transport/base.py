@@ -8,6 +8,8 @@ fails when the peer accepts no byte for ``write_timeout_s`` seconds. A link that
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from typing import Callable
 
 from ..errors import OPUError
 
@@ -103,6 +105,21 @@ class Transport(ABC):
 
     @abstractmethod
     def _do_read(self, max_bytes: int, timeout_s: float) -> bytes: ...
+
+
+@dataclass(frozen=True)
+class Link:
+    """How to reach a device behind the wire protocol: what a URL scheme's link factory returns.
+
+    ``connect()`` makes the host's transport (open or not) when the device is opened;
+    ``release()``, if given, runs after that transport is closed (e.g. stops an in-process
+    firmware). ``exclusive``: whether the device is this process's alone while open (the
+    OPU then takes the device lock); False for devices shared by design.
+    """
+
+    connect: Callable[[], Transport]
+    release: Callable[[], None] | None = None
+    exclusive: bool = True
 
 
 def _check_timeout(value: object, name: str) -> None:

@@ -6,7 +6,8 @@ import time
 
 import serial
 
-from .base import Transport, TransportError
+from ..url import DeviceSpec, SerialOptions
+from .base import Link, Transport, TransportError
 
 _WRITE_SLICE = 1 << 16
 
@@ -63,3 +64,12 @@ class SerialTransport(Transport):
             return first + port.read(min(waiting, max_bytes - 1)) if waiting and max_bytes > 1 else first
         except (serial.SerialException, OSError) as exc:
             raise TransportError(f"{self}: read failed: {exc}") from exc
+
+
+def serial_link(spec: DeviceSpec) -> Link:
+    """The link of ``serial:///dev/PORT?baudrate=...`` (or a bare device path): a serial port."""
+    path = spec.location
+    if not path:
+        raise ValueError(f"device: expected serial:///dev/PORT or a device path, got {spec.url.masked()!r}")
+    baudrate = spec.get(SerialOptions).baudrate
+    return Link(lambda: SerialTransport(path, baudrate))

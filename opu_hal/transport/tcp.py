@@ -7,7 +7,8 @@ import socket
 import struct
 from typing import Any
 
-from .base import Transport, TransportError
+from ..url import DeviceSpec, TokenOption
+from .base import Link, Transport, TransportError
 
 _SOCKET_BUFFER = 4 * 2**20  # bytes the kernel buffers each way (fewer stalls on bulk data)
 _TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
@@ -127,3 +128,12 @@ def _timeval(seconds: float) -> bytes:
     if micros >= 1_000_000:
         whole, micros = whole + 1, micros - 1_000_000
     return _TIMEVAL.pack(whole, micros or (0 if whole else 1))
+
+
+def socket_link(spec: DeviceSpec) -> Link:
+    """The link of ``socket://HOST:PORT[?token=...]``: a TCP connection.
+
+    A token means an ``opu-hal serve`` endpoint, shared by design: the link is not exclusive.
+    """
+    host, port = split_host_port(spec.location)
+    return Link(lambda: TCPTransport(host, port), exclusive=spec.get(TokenOption).token is None)
