@@ -91,7 +91,7 @@ class EmulatorParams(BaseModel):
     )
     # implementation
     tile_size: int = Field(512, ge=16, le=8192, description="edge of a generated matrix tile")
-    cache_mb: float = Field(4096.0, ge=0, description="memory budget for cached matrix tiles (MB)")
+    cache_mb: float = Field(4096.0, ge=0, description="memory budget for the dense matrix (MB); medium=auto goes structured beyond")
 
     @field_validator("dmd_shape", "camera_shape", mode="before")
     @classmethod
