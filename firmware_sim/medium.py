@@ -150,9 +150,13 @@ class Medium(ABC):
         if features is not None:
             features = np.asarray(features)
             if features.ndim != 1 or features.dtype.kind not in "iu":
-                raise TypeError(f"features: expected a 1-D array of column indices, got {features.dtype} {features.shape}")
+                raise TypeError(
+                    f"features: expected a 1-D array of column indices, got {features.dtype} {features.shape}"
+                )
             if features.size and not (0 <= features.min() and features.max() < n_features):
-                raise ValueError(f"features: expected indices in [0, {n_features}), got {features.min()} to {features.max()}")
+                raise ValueError(
+                    f"features: expected indices in [0, {n_features}), got {features.min()} to {features.max()}"
+                )
         with self._lock:
             return self._do_matrix(n_outputs, n_features, features)
 

@@ -149,6 +149,7 @@ class OPUModel:
         return resolve_medium(p.medium, n_features, self._field_outputs(n_components), p.cache_mb)
 
     def _make_medium(self, kind: MediumKind) -> Medium:
+        """A new medium of model ``kind`` from the parameters (at device time 0)."""
         p = self.params
         if kind == "dense":
             return DenseMedium(p.seed, p.tile_size, p.cache_mb, p.drift_tau_s)
