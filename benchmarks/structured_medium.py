@@ -1,6 +1,7 @@
 """Throughput of the structured medium (docs/physics.md 1.7): rows/s, the bare FFT stages, peak RSS.
 
-Usage (one case per process, so that the peak RSS is the case's)::
+Usage: ``python benchmarks/structured_medium.py N M BATCH [REPEATS]``, one case per process
+(so that the peak RSS is the case's), e.g.::
 
     python benchmarks/structured_medium.py 1039680 200000 20
     python benchmarks/structured_medium.py 1039680 2000000 20
