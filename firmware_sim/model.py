@@ -222,12 +222,16 @@ class OPUModel:
         out += np.square(parts[..., 1])
         return out
 
-    def transmission_matrix(self) -> np.ndarray:
-        """Ground truth R (complex64, n_components x n_features) at the current device time."""
+    def transmission_matrix(self, features: np.ndarray | None = None) -> np.ndarray:
+        """Ground truth R (complex64, n_components x n_features) at the current device time.
+
+        ``features``: indices of the columns to return (n_components x len(features)), for
+        a block of a matrix too large to hold; None for all.
+        """
         cfg = self._require_config()
         if self.params.grain_px > 1:
             raise ValueError("grain_px: the transmission matrix of a grainy camera is not a single block of G")
-        return self.medium.matrix(cfg.n_components, cfg.n_features)
+        return self.medium.matrix(cfg.n_components, cfg.n_features, features)
 
     # ------------------------------------------------------------------ acquisition
     def _require_config(self) -> Configuration:
