@@ -123,7 +123,7 @@ class StructuredMedium(Medium):
         diagonals = self._current(length)
         first = diagonals[0, :n_features] * np.complex64(math.sqrt(length / n_features))  # sqrt(L/N) D1 P_in
         out = np.empty((batch, n_outputs), dtype=np.complex64)
-        rows = min(batch, max(self.workers, self.unit_bytes // (length * 8)))
+        rows = max(1, min(batch, max(self.workers, self.unit_bytes // (length * 8))))  # 1 for an empty batch
         buffer = np.empty((rows, length), dtype=np.complex64)
         for start in range(0, batch, rows):
             work = buffer[: min(rows, batch - start)]
