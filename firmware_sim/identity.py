@@ -25,8 +25,11 @@ def device_info(model: OPUModel, protocol_version: str, max_batch_frames: int) -
     """The description of the emulated device ``model``, as its firmware (or ``emu://``) announces it.
 
     ``protocol_version``: what the device speaks; ``max_batch_frames``: frames one call may hold.
+    ``medium``: the model every configuration uses (``dense`` or ``structured``), or ``auto``
+    when ``medium=auto`` gives each configuration the one its size calls for (the model logs it).
     """
     p = model.params
+    kinds = {model.medium_for(1, 1), model.medium_for(p.n_mirrors, model.max_outputs())}
     return DeviceInfo(
         model=MODEL_NAME,
         serial=model.serial,
@@ -47,4 +50,5 @@ def device_info(model: OPUModel, protocol_version: str, max_batch_frames: int) -
             max_exposure_us=MAX_EXPOSURE_US,
             max_batch_frames=max_batch_frames,
         ),
+        medium=kinds.pop() if len(kinds) == 1 else "auto",
     )

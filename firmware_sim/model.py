@@ -25,7 +25,9 @@ from opu_hal.limits import MAX_EXPOSURE_US, MIN_EXPOSURE_US
 from . import timing
 from .camera import Camera
 from .laser import Laser
-from .medium import Medium
+from .medium import Medium, MediumKind, resolve_medium
+from .medium_dense import DenseMedium
+from .medium_structured import StructuredMedium
 from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)
@@ -68,7 +70,7 @@ class OPUModel:
     def __init__(self, params: EmulatorParams | None = None) -> None:
         self.params = params or EmulatorParams()
         p = self.params
-        self.medium = Medium(p.seed, p.tile_size, p.cache_mb, p.drift_tau_s)
+        self.medium = self._make_medium(self.medium_for(1, 1))
         self.camera = Camera(p)
         self.laser = Laser(p)
         self.next_frame_id = 0
@@ -128,9 +130,30 @@ class OPUModel:
             )
         roi = ((p.camera_shape[0] - rows) // 2, 0, rows, p.camera_shape[1])
         self.config = Configuration(n_features, n_components, exposure_us, frametime_us, roi)
+        kind = self.medium_for(n_features, n_components)
+        if kind != self.medium.kind:  # auto crossed the memory budget: the other model, at the same device time
+            self.medium.close()
+            self.medium = self._make_medium(kind)
+            self.medium.advance(self.time_us * 1e-6)
+        logger.info("medium: %s (%s) for %d features x %d outputs", kind, self.params.medium, n_features, n_components)
         self.medium.prepare(n_features, self._field_outputs(n_components))
         logger.debug("configured %s", self.config)
         return self.config
+
+    def medium_for(self, n_features: int, n_components: int) -> MediumKind:
+        """The medium model (``dense`` or ``structured``) a configuration uses (PHYSICS.md 1.7).
+
+        ``medium=auto``: dense while the matrix of the field outputs fits the memory budget.
+        """
+        p = self.params
+        return resolve_medium(p.medium, n_features, self._field_outputs(n_components), p.cache_mb)
+
+    def _make_medium(self, kind: MediumKind) -> Medium:
+        """A new medium of model ``kind`` from the parameters (at device time 0)."""
+        p = self.params
+        if kind == "dense":
+            return DenseMedium(p.seed, p.tile_size, p.cache_mb, p.drift_tau_s)
+        return StructuredMedium(p.seed, p.cache_mb, p.drift_tau_s)
 
     def _field_outputs(self, n_components: int) -> int:
         """Pixels whose field must be computed.
@@ -199,12 +222,16 @@ class OPUModel:
         out += np.square(parts[..., 1])
         return out
 
-    def transmission_matrix(self) -> np.ndarray:
-        """Ground truth R (complex64, n_components x n_features) at the current device time."""
+    def transmission_matrix(self, features: np.ndarray | None = None) -> np.ndarray:
+        """Ground truth R (complex64, n_components x n_features) at the current device time.
+
+        ``features``: indices of the columns to return (n_components x len(features)), for
+        a block of a matrix too large to hold; None for all.
+        """
         cfg = self._require_config()
         if self.params.grain_px > 1:
             raise ValueError("grain_px: the transmission matrix of a grainy camera is not a single block of G")
-        return self.medium.matrix(cfg.n_components, cfg.n_features)
+        return self.medium.matrix(cfg.n_components, cfg.n_features, features)
 
     # ------------------------------------------------------------------ acquisition
     def _require_config(self) -> Configuration:

@@ -84,9 +84,14 @@ class EmulatorParams(BaseModel):
         validation_alias=AliasChoices("drift_tau_s", "drift"),
         description="decorrelation time tau of the medium (s); None: no drift",
     )
+    medium: Literal["dense", "structured", "auto"] = Field(
+        "auto",
+        description="transmission-matrix model: 'dense' i.i.d. Gaussian matrix, 'structured' FFT-based "
+        "(any size), 'auto' dense while the matrix fits the memory budget (cache_mb), structured beyond",
+    )
     # implementation
     tile_size: int = Field(512, ge=16, le=8192, description="edge of a generated matrix tile")
-    cache_mb: float = Field(4096.0, ge=0, description="memory budget for cached matrix tiles (MB)")
+    cache_mb: float = Field(4096.0, ge=0, description="memory budget for the dense matrix (MB); medium=auto goes structured beyond")
 
     @field_validator("dmd_shape", "camera_shape", mode="before")
     @classmethod

@@ -86,6 +86,12 @@ class DeviceInfo(BaseModel):
     dark_current_dn_per_us: float = Field(0.0, description="dark-current counts per us of exposure (DN/us)")
     dn_per_intensity_per_us: float
     limits: DeviceLimits
+    medium: str | None = Field(
+        None,
+        description="transmission-matrix model of an emulated device: 'dense' (i.i.d. Gaussian matrix), "
+        "'structured' (FFT-based), or 'auto' (dense for configurations whose matrix fits the emulator's "
+        "memory budget, structured beyond); None for hardware",
+    )
 
     def nominal_scale(self, exposure_us: float) -> tuple[float, float]:
         """(DN per unit of ``|R x|^2``, dark level in DN) at ``exposure_us`` (us), from the nominal calibration.

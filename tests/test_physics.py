@@ -152,14 +152,15 @@ def test_a_smaller_matrix_is_the_top_left_block_of_a_larger_one():
 
 
 def test_streamed_matrix_equals_the_kept_one():
-    # cache_mb=0 keeps nothing: the matrix is made again, in panels of outputs, at every
+    # cache_mb=0 keeps nothing: the dense matrix (medium=dense: auto would take the structured
+    # medium beyond the budget) is made again, in panels of outputs, at every
     # product (64 MB panels: about 42,000 outputs at N = 200, so 50,000 outputs use 2 panels).
     n, m = 200, 50_000
     rng = np.random.default_rng(4)
     x = binary(rng, 4, n)
     results = {}
     for cache in (4096, 0):
-        with emulator(f"emu://?fidelity=ideal&cache_mb={cache}", n_components=m, n_features=n) as opu:
+        with emulator(f"emu://?fidelity=ideal&medium=dense&cache_mb={cache}", n_components=m, n_features=n) as opu:
             results[cache] = (opu.transform(x), opu.backend.model.transmission_matrix())
     np.testing.assert_array_equal(results[0][1], results[4096][1])
     # Different GEMM blockings round differently: float32 precision as in the ideal test.

@@ -72,6 +72,7 @@ INFO = {
     "default_exposure_us": 400.0, "dark_level_dn": 10.0, "dark_current_dn_per_us": 0.0, "dn_per_intensity_per_us": 0.5,
     "limits": {"max_n_components": 4, "max_n_features": 32, "min_exposure_us": 1.0, "max_exposure_us": 1000000.0,
                "max_batch_frames": 1000000},
+    "medium": "dense",
 }
 FEATURES = [[1, 0, 1, 1], [0, 1, 0, 0]]
 DMD_FRAMES = bytes([0x0C, 0xF0, 0x0C, 0xF0, 0x03, 0x00, 0x03, 0x00])  # 2 frames x 2 rows x 2 bytes

@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from firmware_sim.camera import Camera, frame_generator
-from firmware_sim.medium import Medium, memory_budget_bytes
+from firmware_sim.medium import memory_budget_bytes
+from firmware_sim.medium_dense import DenseMedium
 from firmware_sim.params import EmulatorParams
 
 
@@ -19,8 +20,8 @@ def test_streamed_products_equal_the_kept_matrix_however_the_units_split_it(unit
     # all features; 0.005 MB, two tiles (features split 32 + 32 + 6); 0.0004 MB, one tile.
     n, m = 70, 50
     x = (np.random.default_rng(0).random((6, n)) < 0.5).astype(np.uint8)
-    kept = Medium(seed=4, tile_size=16)
-    streamed = Medium(seed=4, tile_size=16, cache_mb=0, unit_mb=unit_mb)
+    kept = DenseMedium(seed=4, tile_size=16)
+    streamed = DenseMedium(seed=4, tile_size=16, cache_mb=0, unit_mb=unit_mb)
     try:
         expected = kept.field(x, m)
         got = streamed.field(x, m)
@@ -34,7 +35,7 @@ def test_streamed_products_equal_the_kept_matrix_however_the_units_split_it(unit
 
 
 def test_nothing_is_kept_beyond_the_budget_and_a_drifting_medium_must_fit():
-    medium = Medium(seed=1, tile_size=16, cache_mb=0.01)  # 10,485 bytes: 1,310 entries
+    medium = DenseMedium(seed=1, tile_size=16, cache_mb=0.01)  # 10,485 bytes: 1,310 entries
     try:
         medium.prepare(30, 40)  # 1,200 entries: kept
         assert medium._dense is not None
@@ -42,7 +43,7 @@ def test_nothing_is_kept_beyond_the_budget_and_a_drifting_medium_must_fit():
         assert medium._dense is None
     finally:
         medium.close()
-    drifting = Medium(seed=1, tile_size=16, cache_mb=0.01, drift_tau_s=10.0)
+    drifting = DenseMedium(seed=1, tile_size=16, cache_mb=0.01, drift_tau_s=10.0)
     try:
         with pytest.raises(ValueError, match="drift_tau_s"):
             drifting.prepare(40, 40)
@@ -55,7 +56,7 @@ def test_the_budget_is_the_setting_capped_at_a_quarter_of_physical_memory():
     assert memory_budget_bytes(1.0) == 2**20
     assert memory_budget_bytes(1e12) == physical // 4
     with pytest.raises(ValueError, match="unit_mb"):
-        Medium(seed=0, unit_mb=0)
+        DenseMedium(seed=0, unit_mb=0)
 
 
 def test_each_frame_gets_the_stream_of_frame_generator():
