@@ -17,7 +17,7 @@ References measured in the same run: one plain least-squares solve of the same s
 (``numpy.linalg.lstsq`` of a (K/2, N/2) binary design with M complex right-hand sides,
 twice, one per half), the least any retrieval of this design must compute; and the
 device time. The issue's targets (correlation >= 0.99, error <= 0.10, <= 30 N frames) and
-PHYSICS.md's quoted emulation (S = 8, K = 3N: error 0.09, correlation 0.993, ~30 N
+the original specification's quoted emulation (docs/physics.md section 9) (S = 8, K = 3N: error 0.09, correlation 0.993, ~30 N
 frames) are printed alongside. Nothing is asserted; timings on a shared machine are noisy.
 """
 
@@ -88,7 +88,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"transmission-matrix retrieval, emu:// physical fidelity, 8-bit camera, N = M = {args.n}, "
           f"S = {args.anchors}, K = {args.factor} N")
     print("targets (issue 5): correlation >= 0.99, relative error <= 0.10, frames <= 30 N; "
-          "PHYSICS.md quotes 0.993 / 0.09 at ~30 N")
+          "the original specification (docs/physics.md section 9) quotes 0.993 / 0.09 at ~30 N")
     header = (f"{'seed':>4} {'exp us':>6} {'corr':>7} {'fit':>7} {'error':>6} {'frames':>6} {'/N':>5} {'sat':>8} "
               f"{'rounds':>6} {'compute s':>9} {'acquire s':>9} {'device s':>8} {'x lstsq':>7} {'x device':>8}")
     print(header)

@@ -1,4 +1,4 @@
-"""Distance geometry in the complex plane, vectorised over camera pixels (PHYSICS.md 4.C).
+"""Distance geometry in the complex plane, vectorised over camera pixels (docs/physics.md section 5.1).
 
 For one output pixel j, every binary input v is a point ``(R v)_j`` of the complex plane
 and the intensity ``|(R (v + w))_j|^2`` of two disjoint inputs is the squared distance

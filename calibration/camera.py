@@ -1,4 +1,4 @@
-"""Camera characterisation after EMVA 1288 (PHYSICS.md 2): dark frames and the photon-transfer curve.
+"""Camera characterisation after EMVA 1288 (docs/physics.md section 2.4): dark frames and the photon-transfer curve.
 
 **Dark frames** (all mirrors off): offset (mean count, DN), temporal dark noise (DN),
 DSNU (spatial std of the per-pixel dark mean, the temporal part removed, DN) and hot

@@ -1,6 +1,6 @@
 """Drift monitor: replay a record's sentinel inputs and compare with the frames it holds.
 
-When the medium drifts, ``R(t + dt) = sqrt(1 - eps) R(t) + sqrt(eps) W`` (PHYSICS.md 3), the
+When the medium drifts, ``R(t + dt) = sqrt(1 - eps) R(t) + sqrt(eps) W`` (docs/physics.md section 3.1), the
 field of any input keeps a correlation ``sqrt(1 - eps)`` with its calibrated value, and for
 circular Gaussian speckle the intensities keep a correlation ``|rho|^2 = 1 - eps``. The
 monitor therefore measures the Pearson correlation of the dark-subtracted sentinel

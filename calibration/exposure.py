@@ -1,4 +1,4 @@
-"""Auto-exposure for speckle (PHYSICS.md 2).
+"""Auto-exposure for speckle (docs/physics.md section 2.5).
 
 The exposure is set so that a high percentile (default 99.9 %) of the dark-subtracted
 output over representative inputs sits at a fraction (default 0.7) of the dark-subtracted

@@ -1,4 +1,4 @@
-"""Linear projections from an intensity-only OPU (PHYSICS.md 4 A and B).
+"""Linear projections from an intensity-only OPU (docs/physics.md sections 4.1 and 4.2).
 
 Notation: c is the camera scale (DN per unit of ``|R x|^2``), ``I(x)`` a frame (DN) and
 ``I0`` the dark frame, N the features shown on the DMD.

@@ -1,4 +1,4 @@
-"""Complex transmission-matrix retrieval from intensities (PHYSICS.md 4.C and 4.D).
+"""Complex transmission-matrix retrieval from intensities (docs/physics.md section 5).
 
 An OPU only measures intensities ``|R v|^2`` of binary inputs v, yet for one output pixel
 j every input is a point ``(R v)_j`` of the complex plane and the intensity of the union of
@@ -371,7 +371,7 @@ def retrieve_transmission_matrix(
     seed: int = 0,
     progress: bool = True,
 ) -> TMResult:
-    """Retrieve the complex transmission matrix of a fitted OPU (PHYSICS.md 4.D).
+    """Retrieve the complex transmission matrix of a fitted OPU (docs/physics.md section 5.2).
 
     Parameters
     ----------

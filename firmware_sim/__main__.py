@@ -13,12 +13,12 @@ import argparse
 import logging
 import sys
 
-from opu_hal.protocol.server import serve_until_signalled
+from opu_hal.protocol.device_side import serve_until_signalled
 
 from .faults import FaultSettings
 from .firmware import Firmware
 from .params import EmulatorParams, params_from_query
-from .server import PtyFirmwareServer, TCPFirmwareServer
+from .hosting import PtyFirmwareServer, TCPFirmwareServer
 
 
 def build_parser() -> argparse.ArgumentParser:

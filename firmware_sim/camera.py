@@ -1,4 +1,4 @@
-"""The camera: the EMVA 1288 linear model, frame by frame (PHYSICS.md 2).
+"""The camera: the EMVA 1288 linear model, frame by frame (docs/physics.md section 2.1).
 
 Per pixel and frame: mean photo-electrons ``mu_e = eta * mu_p`` (the optics give
 ``mu_p``), electrons ``e ~ Poisson(mu_e + dark_current * t_exp)`` capped at the full well,

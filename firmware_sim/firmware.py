@@ -42,7 +42,7 @@ from opu_hal.protocol.schema import (
     encode,
     encode_bulk_head,
 )
-from opu_hal.protocol.server import CommandError, Endpoint, Reply
+from opu_hal.protocol.device_side import CommandError, Endpoint, Reply
 
 from .faults import FaultSettings, FaultState
 from .identity import device_info

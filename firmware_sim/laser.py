@@ -1,4 +1,4 @@
-"""The laser: power setpoint, per-frame jitter and slow wander (PHYSICS.md 3).
+"""The laser: power setpoint, per-frame jitter and slow wander (docs/physics.md section 3.2).
 
 Relative power of frame f at device time t: ``(1 + jitter * z_f) * (1 + wander(t))``.
 ``z_f`` is keyed by frame id (independent of batching); ``wander(t)`` is a random function

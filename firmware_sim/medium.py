@@ -1,6 +1,6 @@
 """The scattering medium: the interface every medium model implements, and the choice of model.
 
-Two models of the transmission matrix ``R`` (M outputs x N features, PHYSICS.md 1.2, 1.7)
+Two models of the transmission matrix ``R`` (M outputs x N features, docs/physics.md sections 1.2 and 1.7)
 share one interface, :class:`Medium`, so :class:`~firmware_sim.model.OPUModel` uses either:
 
 - ``dense`` (:class:`~firmware_sim.medium_dense.DenseMedium`): i.i.d. circular complex
@@ -15,7 +15,7 @@ fits the memory budget (:func:`memory_budget_bytes`) and the structured one beyo
 
 Public methods validate their arguments, take the medium's lock and call the ``_do_*``
 hooks a model implements. Device time advances with :meth:`Medium.advance`; a drifting
-model applies the elapsed drift when it is next used (PHYSICS.md 3.1).
+model applies the elapsed drift when it is next used (docs/physics.md section 3.1).
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from abc import ABC, abstractmethod
 from typing import ClassVar, Literal
 
 import numpy as np
+
+from opu_hal.validation import check_int, check_number, check_positive_seconds
 
 MediumKind = Literal["dense", "structured"]
 MEDIUM_STREAM = 0x6D656469  # "medi": separates medium streams from noise streams
@@ -65,14 +67,6 @@ def resolve_medium(
     return kind
 
 
-def _check_count(name: str, value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive count, got {value}")
-    return int(value)
-
-
 class Medium(ABC):
     """A seeded transmission matrix R (M x N, E|R_ij|^2 = 1/N) with optional drift.
 
@@ -100,14 +94,12 @@ class Medium(ABC):
         workers: int | None = None,
         unit_mb: float = 64.0,
     ) -> None:
-        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
-            raise ValueError(f"seed: expected an int >= 0, got {seed!r}")
-        if not unit_mb > 0:
-            raise ValueError(f"unit_mb: expected a positive size in MB, got {unit_mb}")
-        if drift_tau_s is not None and not drift_tau_s > 0:
-            raise ValueError(f"drift_tau_s: expected a positive time in seconds or None, got {drift_tau_s}")
-        if workers is not None and workers < 1:
-            raise ValueError(f"workers: expected at least 1 thread or None, got {workers}")
+        check_int(seed, "seed", low=0)
+        check_number(unit_mb, "unit_mb", low=0, low_open=True)
+        if drift_tau_s is not None:
+            check_positive_seconds(drift_tau_s, "drift_tau_s")
+        if workers is not None:
+            check_int(workers, "workers", low=1)
         self.seed = int(seed)
         self.cache_bytes = memory_budget_bytes(cache_mb)
         self.drift_tau_s = drift_tau_s
@@ -126,7 +118,7 @@ class Medium(ABC):
 
     def prepare(self, n_features: int, n_outputs: int) -> None:
         """Make (and keep, if the model keeps anything) the medium for N features and M outputs."""
-        n_features, n_outputs = _check_count("n_features", n_features), _check_count("n_outputs", n_outputs)
+        n_features, n_outputs = check_int(n_features, "n_features", low=1), check_int(n_outputs, "n_outputs", low=1)
         with self._lock:
             self._do_prepare(n_features, n_outputs)
 
@@ -135,8 +127,8 @@ class Medium(ABC):
         if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "biuf":
             described = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
             raise TypeError(f"x: expected a real 2-D array (batch, features), got {described}")
-        _check_count("x.shape[1] (features)", x.shape[1])
-        n_outputs = _check_count("n_outputs", n_outputs)
+        check_int(x.shape[1], "x.shape[1] (features)", low=1)
+        n_outputs = check_int(n_outputs, "n_outputs", low=1)
         with self._lock:
             return self._do_field(x, n_outputs)
 
@@ -146,7 +138,7 @@ class Medium(ABC):
         ``features``: indices of the columns to return (complex64, n_outputs x len(features));
         None for all.
         """
-        n_outputs, n_features = _check_count("n_outputs", n_outputs), _check_count("n_features", n_features)
+        n_outputs, n_features = check_int(n_outputs, "n_outputs", low=1), check_int(n_features, "n_features", low=1)
         if features is not None:
             features = np.asarray(features)
             if features.ndim != 1 or features.dtype.kind not in "iu":

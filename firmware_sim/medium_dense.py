@@ -5,7 +5,7 @@ The medium is an unbounded grid of unit-variance circular complex Gaussian entri
 from its own random stream keyed by ``(seed, tile row, tile column)``, so any tile can be
 made on demand in any order, the same seed always gives the same matrix, and the matrix
 of a smaller device is exactly the top-left block of a larger one. The transmission matrix
-of a device using N features is ``R = G[:M, :N] / sqrt(N)`` (PHYSICS.md 1: E|R_ij|^2 = 1/N).
+of a device using N features is ``R = G[:M, :N] / sqrt(N)`` (docs/physics.md section 1: E|R_ij|^2 = 1/N).
 
 Memory policy. The matrix in use (8 bytes per entry) is kept in memory when it fits the
 budget: ``cache_mb`` megabytes, but never more than a quarter of the machine's physical
@@ -18,7 +18,7 @@ tile per worker, the input and the result) for any N x M.
 (``EmulatorParams.medium=auto``, the default, uses the structured medium instead beyond the
 budget: streaming is for ``medium=dense``.)
 
-Drift (PHYSICS.md 3) is an Ornstein-Uhlenbeck process per entry: between device times
+Drift (docs/physics.md section 3) is an Ornstein-Uhlenbeck process per entry: between device times
 t0 and t1 the matrix becomes ``sqrt(1 - eps) G + sqrt(eps) W`` with W fresh and
 ``eps = 1 - exp(-(t1 - t0) / tau)`` (= dt / tau for dt << tau, and consistent however the
 interval is split). A drifting medium must fit the budget, since its history cannot

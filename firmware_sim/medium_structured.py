@@ -12,7 +12,7 @@ uniform on [0, 2 pi), and P_out keeps the first M entries (output j is row j). A
 costs three FFTs of length L per input row and the medium keeps six vectors of length L
 (three phase vectors, float64, and their diagonals, complex64).
 
-Moments (PHYSICS.md 1.7). With independent uniform phases, E[d_a conj(d_b)] = delta_ab, so
+Moments (docs/physics.md section 1.7). With independent uniform phases, E[d_a conj(d_b)] = delta_ab, so
 for U = F D3 F D2 F D1: E|U_ji|^2 = sum_ab |F_ja|^2 |F_ab|^2 |F_bi|^2 = 1/L exactly, hence
 E|R_ji|^2 = 1/N as for the dense medium, and E[R^H R] = (M / N) I (the off-diagonal terms
 vanish through D1). Entries are sums of L^2 unit-modulus terms with random phases: close
@@ -23,7 +23,7 @@ seed and L give the same medium. Unlike the dense medium, the medium of another 
 another medium: a smaller device's matrix is a block of a larger one only when both use
 the same L.
 
-Drift (PHYSICS.md 3.1). Each phase performs a Brownian motion: between device times t0
+Drift (docs/physics.md section 3.1). Each phase performs a Brownian motion: between device times t0
 and t1, phi_k += sqrt((t1 - t0) / (3 tau)) * n, n standard normal, drawn from the stream
 ``(seed, "drif", "strc", L, step, k)``. Then E[exp(i (phi(t1) - phi(t0)))] = exp(-(t1 - t0) / (6 tau))
 per diagonal, so the field keeps the correlation exp(-(t1 - t0) / (2 tau)) = sqrt(1 - eps),

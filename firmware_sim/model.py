@@ -65,7 +65,7 @@ class Configuration:
 
 
 class OPUModel:
-    """Physical model of an OPU (PHYSICS.md 1-3)."""
+    """Physical model of an OPU (docs/physics.md sections 1-3)."""
 
     def __init__(self, params: EmulatorParams | None = None) -> None:
         self.params = params or EmulatorParams()
@@ -141,7 +141,7 @@ class OPUModel:
         return self.config
 
     def medium_for(self, n_features: int, n_components: int) -> MediumKind:
-        """The medium model (``dense`` or ``structured``) a configuration uses (PHYSICS.md 1.7).
+        """The medium model (``dense`` or ``structured``) a configuration uses (docs/physics.md section 1.7).
 
         ``medium=auto``: dense while the matrix of the field outputs fits the memory budget.
         """

@@ -35,7 +35,7 @@ def _parse_shape(value: Any) -> Any:
 
 
 class EmulatorParams(BaseModel):
-    """Physical and instrumental parameters of an emulated OPU (see PHYSICS.md)."""
+    """Physical and instrumental parameters of an emulated OPU (see docs/physics.md sections 1-3)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

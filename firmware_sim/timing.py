@@ -1,4 +1,4 @@
-"""Frame timing of the emulated OPU (PHYSICS.md 3).
+"""Frame timing of the emulated OPU (docs/physics.md section 3.3).
 
 A frame lasts ``frametime >= max(exposure, readout of the ROI rows) + margin`` and never
 less than the DMD's fastest binary frame period. Times are in microseconds.

@@ -44,11 +44,11 @@ def _serve(args: argparse.Namespace) -> int:
     import os
     import secrets
 
-    from .protocol.server import serve_until_signalled
-    from .serve import DeviceServer
+    from .protocol.device_side import serve_until_signalled
+    from .sharing import SharingServer
 
     token = args.token or os.environ.get("OPU_HAL_TOKEN") or secrets.token_urlsafe(16)
-    server = DeviceServer(
+    server = SharingServer(
         args.device, token, host=args.host, port=args.port, max_clients=args.max_clients,
         max_payload=int(args.max_message_mb * 2**20), timeout_s=args.timeout_s,
     )

@@ -31,6 +31,7 @@ from .result import OPUResult
 from .session import DeviceSession
 from .validation import (
     as_numpy,
+    check_bool,
     check_features,
     check_finite,
     check_int,
@@ -84,8 +85,7 @@ def _linear_record(opu: "OPU", n_features: int, calibrate: bool) -> CalibrationR
 def linear_transform(opu: "OPU", X: Any, *, bits: int = 8, calibrate: bool = True) -> Any:
     """See :meth:`opu_hal.OPU.linear_transform`."""
     bits = check_int(bits, "bits", low=1, high=16)
-    if not isinstance(calibrate, bool):
-        raise TypeError(f"calibrate: expected a bool, got {type(calibrate).__name__}")
+    check_bool(calibrate, "calibrate")
     torch_device = X.device if is_torch_tensor(X) else None
     array = as_numpy(X, "X")
     if array.dtype.kind not in "biuf":

@@ -23,7 +23,15 @@ from .result import OPUResult, TransformContext
 from .session import AcquisitionLog, DeviceSession
 from .settings import DeviceInfo, OPUSettings
 from .url import mask_url, parse_device_url
-from .validation import as_numpy, check_binary, check_features, check_int, is_torch_tensor
+from .validation import (
+    as_numpy,
+    check_binary,
+    check_bool,
+    check_features,
+    check_int,
+    check_positive_seconds,
+    is_torch_tensor,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -70,12 +78,8 @@ class OPU:
         if seed is not None:
             check_int(seed, "seed", low=0)
         self._settings = self._validate_settings(settings)
-        if not isinstance(progress, bool):
-            raise TypeError(f"progress: expected a bool, got {type(progress).__name__}")
-        if isinstance(timeout_s, bool) or not isinstance(timeout_s, (int, float)) or not timeout_s > 0:
-            raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s!r}")
-        self.progress = progress
-        self.timeout_s = float(timeout_s)
+        self.progress = check_bool(progress, "progress")
+        self.timeout_s = check_positive_seconds(timeout_s, "timeout_s")
         try:
             self._backend: Backend = make_backend(self._url, seed)
         except ValueError as exc:  # name the argument: the URL's query is where the bad value came from
@@ -110,11 +114,7 @@ class OPU:
                 self._device_lock.acquire()
             try:
                 info = self._backend.open(self.timeout_s)
-                if self._n_components > info.limits.max_n_components:
-                    raise ValueError(
-                        f"n_components: expected at most {info.limits.max_n_components} (camera pixels of "
-                        f"{info.serial}), got {self._n_components}"
-                    )
+                _check_n_components(self._n_components, info)
                 self._check_calibration(self._calibration, info)
             except BaseException:
                 self._release()
@@ -222,9 +222,7 @@ class OPU:
         value = check_int(value, "n_components", low=1)
         with self._lock:
             if self._backend.is_open:
-                limit = self._backend.info.limits.max_n_components
-                if value > limit:
-                    raise ValueError(f"n_components: expected at most {limit} (camera pixels), got {value}")
+                _check_n_components(value, self._backend.info)
                 if self._layout is not None:
                     self._configure(self._layout, value, self._settings)
             self._n_components = value
@@ -456,3 +454,10 @@ class OPU:
         out -= np.float32(context.dark_level_dn)
         out /= np.float32(context.gain_dn_per_intensity)
         return out
+
+
+def _check_n_components(n_components: int, info: DeviceInfo) -> None:
+    """Raise ValueError unless ``n_components`` fits the camera of the device ``info`` describes."""
+    limit = info.limits.max_n_components
+    if n_components > limit:
+        raise ValueError(f"n_components: expected at most {limit} (camera pixels of {info.serial}), got {n_components}")

@@ -96,7 +96,7 @@ class ExposureCalibration(BaseModel):
 
 
 class LinearCalibration(BaseModel):
-    """Linear-projection calibration (PHYSICS.md 4 A/B); arrays are named ``linear_*``.
+    """Linear-projection calibration (docs/physics.md sections 4.1-4.2); arrays are named ``linear_*``.
 
     ``dn_per_intensity`` is the camera scale c at ``exposure_us``: counts per unit of
     ``|R x|^2`` (whose mean over pixels is 1 for the all-ones input).

@@ -47,7 +47,7 @@ class OPUMap(TransformerMixin, BaseEstimator):
     n_components : int, default 1000
         Outputs per sample (camera pixels read).
     device : str, default "emu://"
-        Device URL (see API.md): ``emu://?fidelity=ideal``, ``socket://host:port``, ...
+        Device URL (see docs/api.md section 3): ``emu://?fidelity=ideal``, ``socket://host:port``, ...
     seed : int or None, default None
         Seed of an emulated device (its medium and noise); ignored by hardware.
     settings : OPUSettings, dict or None

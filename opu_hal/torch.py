@@ -44,7 +44,7 @@ class OPUMap(nn.Module):
     n_features:
         Inputs per sample (after ``encoder``); ``None`` fits it on the first batch.
     device:
-        Device URL (``emu://`` by default; see API.md). Not a torch device: outputs follow the input's.
+        Device URL (``emu://`` by default; see docs/api.md section 3). Not a torch device: outputs follow the input's.
     seed:
         Seed of an emulated device.
     settings:

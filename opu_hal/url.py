@@ -2,7 +2,7 @@
 
 A device is named by a URL, ``scheme://LOCATION?key=value&...`` (a bare path such as
 ``/dev/ttyUSB0`` means ``serial://``). Every consumer (:class:`~opu_hal.OPU`, ``opu-hal
-serve``, the CLI, :class:`~opu_hal.devices.protocol.ProtocolLink`) goes through
+serve``, the CLI, :class:`~opu_hal.devices.opu_firmware.ProtocolLink`) goes through
 :func:`resolve_url`: one parser (:func:`parse_device_url`, on ``urllib.parse``), one table
 of schemes, one validation of the query against the keys the scheme declares.
 
@@ -401,7 +401,7 @@ _EMULATOR = "firmware_sim.params:EmulatorParams"
 register_scheme("emu", doc="the emulator's physical model in this process, no wire (fastest)", keys=(_EMULATOR,),
                 backend="opu_hal.backends.emulated:emu_backend")
 register_scheme("sim", doc="emulator firmware in a thread, behind the full wire protocol over a loopback pair",
-                keys=(_EMULATOR, "firmware_sim.server:SimOptions"), link="firmware_sim.server:sim_link",
+                keys=(_EMULATOR, "firmware_sim.hosting:SimOptions"), link="firmware_sim.hosting:sim_link",
                 backend="opu_hal.backends.wire:sim_backend")
 register_scheme("socket", doc="the wire protocol over TCP, `socket://HOST:PORT` (`python -m firmware_sim --listen`, "
                 "`opu-hal serve`, a device)", keys=(TokenOption,), link="opu_hal.transport.tcp:socket_link")

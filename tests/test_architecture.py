@@ -32,7 +32,7 @@ LAYERS: list[tuple[int, tuple[str, ...]]] = [
     (6, ("opu_hal.record", "opu_hal.encoding")),
     (7, ("opu_hal.opu", "opu_hal.session", "opu_hal.linear")),
     (8, ("calibration", "opu_hal.randnla", "opu_hal.dfa", "opu_hal.sklearn", "opu_hal.torch", "opu_hal.compat",
-         "opu_hal.serve", "opu_hal.cli", "opu_hal.selftest", "opu_hal.pytest_plugin", "benchmarks")),
+         "opu_hal.sharing", "opu_hal.cli", "opu_hal.selftest", "opu_hal.pytest_plugin", "benchmarks")),
 ]
 PREFIXES = {prefix: rank for rank, prefixes in LAYERS for prefix in prefixes}
 

@@ -1,7 +1,7 @@
 """Drift monitor: a fresh record passes, a record whose medium decorrelated by 10 % is flagged.
 
 For circular Gaussian speckle the sentinel intensities keep a correlation 1 - eps after a
-decorrelation eps (PHYSICS.md 3), times ~0.998 for the camera noise.
+decorrelation eps (docs/physics.md section 3.1), times ~0.998 for the camera noise.
 """
 
 from __future__ import annotations

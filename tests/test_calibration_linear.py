@@ -1,7 +1,7 @@
-"""Linear projections (PHYSICS.md 4): accuracy against the emulator's true map, linearity, covariance, HDR.
+"""Linear projections (docs/physics.md section 4): accuracy against the emulator's true map, linearity, covariance, HDR.
 
 Accuracy is scored on the optically measured part only: in the complement scheme the
-completion term ``h |x| / sqrt(N)`` of ``M x`` is exactly known from the record (PHYSICS.md
+completion term ``h |x| / sqrt(N)`` of ``M x`` is exactly known from the record (docs/physics.md section
 4.1) and carries half of ``||M x||^2`` for a half-lit binary input, so it is removed from
 both the estimate and the truth (``measured``). Bounds. On the default 8-bit camera the
 measured part of a binary frame pair has ~3 % relative error (median 2.8-3.0 % on this
@@ -94,7 +94,7 @@ def test_linearity_is_a_black_box_property(opu):
 
 def test_additivity_over_disjoint_binary_pairs_leaves_no_offset(opu):
     # f(x) + f(y) - f(x + y) over binary x, y of disjoint supports (x + y binary): 0 for a linear
-    # map, the per-output offset for an affine one (PHYSICS.md 4.4: the reference estimate's
+    # map, the per-output offset for an affine one (docs/physics.md section 4.4: the reference estimate's
     # error). Each input is measured twice (separate calls); the repeats give each output's
     # noise, hence the standard error of its mean defect over 2 x 300 pairs.
     pairs = 300

@@ -171,7 +171,7 @@ def test_linear_transform_applies_lightonml_rescaling():
             z = opu.linear_transform(x, encoder_cls=SeparatedBitPlanEncoder, decoder_cls=SeparatedBitPlanDecoder)
             scales[rescale] = float(np.sum(np.asarray(z, dtype=float) ** 2) / np.sum(x**2))
     assert opu.rescale is OutputRescaling.norm
-    # E|z|^2 = n_components |x|^2 unscaled (API.md); variance divides by n_features, norm by n_components.
+    # E|z|^2 = n_components |x|^2 unscaled (docs/api.md section 7); variance divides by n_features, norm by n_components.
     # 3600 outputs: sampling error of the ratio ~2.4 %, plus ~1 % of power from the ~8 % per-vector noise
     assert 0.9 < scales["none"] / 300 < 1.12
     assert scales["variance"] == pytest.approx(scales["none"] / 100, rel=0.15)

@@ -30,7 +30,7 @@ def _rel(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _completion(opu: OPU, x: np.ndarray) -> np.ndarray:
-    """The exactly known part ``h (1 . x) / sqrt(N)`` of ``x @ M.T`` (complement scheme, PHYSICS.md 4.1), (B, M).
+    """The exactly known part ``h (1 . x) / sqrt(N)`` of ``x @ M.T`` (complement scheme, docs/physics.md section 4.1), (B, M).
 
     Scored out of both the projection and the truth, so that the bounds measure the optical part only.
     """
@@ -46,7 +46,7 @@ def test_tiled_optical_projection_follows_the_true_linear_map(opu: OPU) -> None:
     encoded = StochasticRounding(1).encode(e.numpy().astype(np.float64), np.random.default_rng(7))  # same draws
     m = _true_map(opu)  # (14, 18): tile t meets columns 6t .. 6t + 5
     expected = np.hstack([encoded @ m[:, 6 * t : 6 * t + 6].T for t in range(3)])[:, :40] / math.sqrt(6)
-    # PHYSICS.md 4: ~3 % error per binary frame pair on an 8-bit camera; a row sums at most 2 planes (signed
+    # docs/physics.md section 4: ~3 % error per binary frame pair on an 8-bit camera; a row sums at most 2 planes (signed
     # inputs: small completion term, scored out of both all the same): 5.0-5.2 % measured
     known = np.hstack([_completion(opu, encoded)] * 3)[:, :40] / math.sqrt(6)
     assert _rel(z - known, expected - known) < 0.08

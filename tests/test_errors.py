@@ -49,7 +49,7 @@ def test_every_exception_and_warning_of_opu_hal_errors_is_exported() -> None:
     ("opu_hal.transport.base", "TransportError"),
     ("opu_hal.transport", "TransportError"),
     ("opu_hal.protocol.messages", "InvalidArgumentError"),
-    ("opu_hal.protocol.server", "CommandError"),
+    ("opu_hal.protocol.device_side", "CommandError"),
     ("opu_hal.protocol.client", "DeviceResetError"),
     ("opu_hal.protocol.frames", "CorruptFrameError"),
     ("opu_hal.backends.bench", "FrameSyncError"),

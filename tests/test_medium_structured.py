@@ -1,4 +1,4 @@
-"""The structured (FFT-based) medium against theory and against the dense medium (PHYSICS.md 1.7).
+"""The structured (FFT-based) medium against theory and against the dense medium (docs/physics.md section 1.7).
 
 R = sqrt(L/N) P_out F D3 F D2 F D1 P_in (firmware_sim/medium_structured.py). Bounds are
 derived from the sample sizes, stated next to each assertion; the seeds are fixed, so the

@@ -1,4 +1,4 @@
-"""The emulator's physics against theory (PHYSICS.md 1-3).
+"""The emulator's physics against theory (docs/physics.md sections 1-3).
 
 Every statistical bound below is derived from the sample size it is computed on and
 stated next to the assertion; most sit 4 to 6 standard errors from the expected value,
@@ -370,7 +370,7 @@ def test_large_laser_jitter_never_makes_negative_light():
 
 @pytest.mark.parametrize("lag_in_tau", [0.25, 1.0, 2.0])
 def test_laser_wander_autocorrelation_is_exponential_in_the_lag(lag_in_tau):
-    # PHYSICS.md 3.2: an Ornstein-Uhlenbeck-like wander, corr(w(t), w(t + lag)) = exp(-lag / tau).
+    # docs/physics.md section 3.2: an Ornstein-Uhlenbeck-like wander, corr(w(t), w(t + lag)) = exp(-lag / tau).
     # Estimated over 300 seeds x 40 start times spread over 1000 tau: the sampling of the
     # 300 x 8 frequencies gives a standard error ~0.013 and the phases ~0.01, so 0.05 is ~4 sigma.
     tau, sigma, seeds, starts = 60.0, 0.01, 300, 40
@@ -523,7 +523,7 @@ def test_speckle_grain_has_no_border_effect():
     # A one-row ROI is all border (top and bottom), and its first and last pixels are the
     # sensor's left and right edges: every pixel must keep E|u_j|^2 = sum(x)/N. One-hot inputs
     # make each frame an independent speckle (a column of R); random binary inputs would not
-    # (their mean field makes per-pixel means vary, PHYSICS.md 1).
+    # (their mean field makes per-pixel means vary, docs/physics.md section 1.3).
     n = 256
     with emulator("emu://?fidelity=ideal&grain_px=3", n_components=WIDTH, n_features=n) as opu:
         y = np.asarray(opu.transform(np.eye(n, dtype=np.uint8)), dtype=np.float64) * n  # Exp(1) each

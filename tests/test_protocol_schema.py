@@ -17,16 +17,16 @@ import pytest
 
 from firmware_sim import EmulatorParams
 from firmware_sim.firmware import Firmware
-from firmware_sim.server import LoopbackFirmware, TCPFirmwareServer
+from firmware_sim.hosting import LoopbackFirmware, TCPFirmwareServer
 from opu_hal import ProtocolError
 from opu_hal.backends.base import DeviceConfig
 from opu_hal.backends.wire import WireBackend
-from opu_hal.devices.protocol import ProtocolLink
+from opu_hal.devices.opu_firmware import ProtocolLink
 from opu_hal.layout import layout_1d
 from opu_hal.limits import MAX_BATCH_FRAMES
 from opu_hal.protocol import DMDPacker, ErrorCode, Frame, FrameDecoder, MsgType, Request, frame_bytes
-from opu_hal.protocol.server import Reply
-from opu_hal.serve import DeviceServer
+from opu_hal.protocol.device_side import Reply
+from opu_hal.sharing import SharingServer
 from opu_hal.transport import TCPTransport, Transport, TransportError
 
 DEVICE = "emu://?seed=4&fidelity=ideal&dmd_shape=20x24&camera_shape=10x30"
@@ -112,12 +112,12 @@ class RawPeer:
 # ---------------------------------------------------------------------------- devices
 @pytest.fixture(scope="module")
 def serve_server():
-    server = DeviceServer(DEVICE, TOKEN, max_clients=2).start()
+    server = SharingServer(DEVICE, TOKEN, max_clients=2).start()
     yield server
     server.close()
 
 
-def connect_serve(server: DeviceServer) -> RawPeer:
+def connect_serve(server: SharingServer) -> RawPeer:
     transport = TCPTransport(*server.address)
     transport.open(5)
     return RawPeer(transport)
@@ -315,7 +315,7 @@ def test_a_malformed_hello_gets_an_error_reply_and_the_device_keeps_serving(serv
 
 def test_serve_answers_an_authenticated_hello_with_a_non_list_protocol():
     """The defect: ``hello.get("protocol", [None])[0]`` raised TypeError and killed the worker thread."""
-    server = DeviceServer(DEVICE, TOKEN, max_clients=1).start()  # one client: a leaked connection would block the next
+    server = SharingServer(DEVICE, TOKEN, max_clients=1).start()  # one client: a leaked connection would block the next
     try:
         raw = connect_serve(server)
         assert raw.error_code(MsgType.HELLO, hello(protocol=5)) in (ErrorCode.BAD_REQUEST, ErrorCode.INCOMPATIBLE)

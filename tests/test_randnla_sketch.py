@@ -92,12 +92,12 @@ def test_opu_sketch_is_a_unit_variance_linear_projection_with_counted_frames(opu
     Y = sketch.apply(X)
     spent = sketch.usage() - before
     assert Y.shape == (40, 48)
-    # E|z|^2 = ||x||^2 per output (API.md): within 15 % over 40 x 48 outputs
+    # E|z|^2 = ||x||^2 per output (docs/api.md section 7): within 15 % over 40 x 48 outputs
     assert abs(np.mean(Y**2) / np.mean(np.sum(X**2, axis=1)) - 1) < 0.15
     # 4 * bits frames at most per 8-bit vector, at least the two of a binary one
     assert 2 * 40 <= spent.frames <= 32 * 40 + 64
     assert spent.device_time_s > 0
-    # the realized matrix predicts the optical products to the camera's noise (PHYSICS.md: ~8 % per 8-bit vector)
+    # the realized matrix predicts the optical products to the camera's noise (docs/physics.md section 4.7: under 8 % per 8-bit vector)
     S = sketch.realize()
     assert abs(np.mean(S**2) - 1) < 0.15
     assert np.linalg.norm(Y - X @ S) / np.linalg.norm(Y) < 0.15

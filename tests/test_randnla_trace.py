@@ -55,7 +55,7 @@ def test_hutchpp_with_opu_blocks_is_unbiased_and_close_to_digital(psd):
 
 def test_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spectrum():
     # 300 x 300, eigenvalues 1/j^2, 48 matvecs (16 optical, 32 digital). With 16 reference
-    # frames in the linear calibration, its affine offset (PHYSICS.md 4.4, a rank-one error
+    # frames in the linear calibration, its affine offset (docs/physics.md section 4.4, a rank-one error
     # of A S) cost plain Hutch++ 2.0x-3.0x the digital error here (device seeds 0-3) and
     # Nyström++ 0.67x-1.01x; with 1,024 (seed 0) Hutch++ is 0.97x and Nyström++ 0.99x.
     # The median of 32 trials has a relative spread of ~1.17 / sqrt(32) = 21 % (400 digital

@@ -154,7 +154,7 @@ def test_linear_map_has_the_documented_scale():
     z = OPUMap(400, linear=True, seed=0).fit(X).transform(X)
     assert z.dtype == np.float32 and z.shape == (20, 400)
     # E|z|^2 = n_components |x|^2; 20 x 400 outputs: the ratio's sampling error is ~1.6 %,
-    # plus ~8 % relative noise per 8-bit vector (PHYSICS.md 4) adding ~1 % of power
+    # plus up to 8 % relative noise per 8-bit vector (docs/physics.md section 4.7) adding ~1 % of power
     ratio = np.sum(z.astype(float) ** 2) / (400 * np.sum(X**2))
     assert 0.9 < ratio < 1.12
 

@@ -1,4 +1,4 @@
-"""Transmission-matrix retrieval (PHYSICS.md 4.C-D): exactness, accuracy on the 8-bit camera, metrics."""
+"""Transmission-matrix retrieval (docs/physics.md section 5): exactness, accuracy on the 8-bit camera, metrics."""
 
 from __future__ import annotations
 

@@ -105,7 +105,7 @@ def test_linear_projection_has_the_documented_scale():
     x = torch.randn(16, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
     z = OPUMap(300, linear=True, seed=1)(x)
     assert z.dtype == torch.float64 and z.shape == (16, 300)
-    # E|z|^2 = n_components |x|^2 (API.md); sampling error of the ratio over 4800 outputs ~2 %,
-    # plus the ~8 % relative error per 8-bit vector (PHYSICS.md 4) adding ~1 % of power
+    # E|z|^2 = n_components |x|^2 (docs/api.md section 7); sampling error of the ratio over 4800 outputs ~2 %,
+    # plus the up to 8 % relative error per 8-bit vector (docs/physics.md section 4.7) adding ~1 % of power
     ratio = float((z**2).sum() / (300 * (x**2).sum()))
     assert 0.9 < ratio < 1.12

@@ -11,13 +11,13 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from firmware_sim import EmulatorParams
 from firmware_sim.firmware import Firmware
-from firmware_sim.server import LoopbackFirmware, PtyFirmwareServer
+from firmware_sim.hosting import LoopbackFirmware, PtyFirmwareServer
 from opu_hal import OPU, DeviceError
 from opu_hal.cli import main
 from opu_hal.devices.common import TriggerType
-from opu_hal.devices.protocol import ProtocolCamera, ProtocolLink
+from opu_hal.devices.opu_firmware import ProtocolCamera, ProtocolLink
 from opu_hal.protocol import ErrorCode
-from opu_hal.serve import DeviceServer
+from opu_hal.sharing import SharingServer
 from opu_hal.transport import Link, SerialTransport
 from opu_hal.url import (
     DeviceSpec,
@@ -39,7 +39,7 @@ WIRE_KEYS = ["chunk_frames", "retries", "timeout_s", "window"]
 
 @pytest.fixture(scope="module")
 def server():
-    srv = DeviceServer(f"emu://?seed=4&{SMALL}", TOKEN).start()
+    srv = SharingServer(f"emu://?seed=4&{SMALL}", TOKEN).start()
     yield srv
     srv.close()
 
@@ -259,7 +259,7 @@ def test_the_docs_show_the_table_of_the_registry():
 
 def test_serve_and_the_cli_go_through_the_table(capsys):
     with pytest.raises(ValueError, match=r"^unknown query key\(s\) \['colour'\] for emu://; documented keys: \["):
-        DeviceServer("emu://?colour=red", TOKEN)
+        SharingServer("emu://?colour=red", TOKEN)
     assert main(["urls"]) == 0
     assert capsys.readouterr().out.strip() == keys_table()
     assert main(["info", "serial:///dev/ttyNONE?baudrate=abc"]) == 1

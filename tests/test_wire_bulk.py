@@ -11,7 +11,7 @@ import pytest
 from firmware_sim import EmulatorParams
 from firmware_sim.faults import ByteFault, FaultSettings
 from firmware_sim.firmware import Firmware
-from firmware_sim.server import TCPFirmwareServer
+from firmware_sim.hosting import TCPFirmwareServer
 from opu_hal import OPU, ProtocolError
 from opu_hal.protocol import CorruptFrameError, FrameDecoder, MsgType, frame_bytes
 from opu_hal.protocol.frames import RunningCRC, crc32_combine, crc32_zeros

@@ -17,7 +17,7 @@ import pytest
 from firmware_sim import EmulatorParams
 from firmware_sim.faults import ByteFault, FaultSettings
 from firmware_sim.firmware import Firmware
-from firmware_sim.server import TCPFirmwareServer
+from firmware_sim.hosting import TCPFirmwareServer
 from opu_hal import OPU, DeviceError, DeviceTimeoutError, OPUError
 from opu_hal.protocol import ErrorCode
 

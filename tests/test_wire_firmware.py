@@ -7,7 +7,7 @@ import pytest
 
 from firmware_sim import EmulatorParams
 from firmware_sim.firmware import Firmware
-from firmware_sim.server import LoopbackFirmware
+from firmware_sim.hosting import LoopbackFirmware
 from opu_hal import IncompatibleFirmwareError
 from opu_hal.layout import layout_1d
 from opu_hal.protocol import (

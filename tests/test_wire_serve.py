@@ -13,7 +13,7 @@ import pytest
 from opu_hal import OPU, DeviceBusyError, DeviceError
 from opu_hal.cli import main
 from opu_hal.protocol import ErrorCode
-from opu_hal.serve import DeviceServer
+from opu_hal.sharing import SharingServer
 
 DEVICE = "emu://?seed=4&fidelity=ideal&dmd_shape=20x24&camera_shape=10x30"
 TOKEN = "correct-horse-battery"
@@ -21,7 +21,7 @@ TOKEN = "correct-horse-battery"
 
 @pytest.fixture
 def server():
-    srv = DeviceServer(DEVICE, TOKEN, max_clients=3).start()
+    srv = SharingServer(DEVICE, TOKEN, max_clients=3).start()
     yield srv
     srv.close()
 
@@ -85,7 +85,7 @@ def test_clients_beyond_the_limit_are_refused(server):
 
 
 def test_messages_respect_the_announced_size_limit():
-    server = DeviceServer(DEVICE, TOKEN, max_payload=8192).start()
+    server = SharingServer(DEVICE, TOKEN, max_payload=8192).start()
     try:
         with OPU(f"{server.url}?token={TOKEN}", n_components=30, progress=False) as opu:
             assert opu.backend.hello.max_payload == 8192
@@ -100,7 +100,7 @@ def test_messages_respect_the_announced_size_limit():
 
 def test_serve_refuses_a_short_token():
     with pytest.raises(ValueError, match="token"):
-        DeviceServer(DEVICE, "short")
+        SharingServer(DEVICE, "short")
 
 
 def test_info_prints_the_handshake_of_a_wire_device(capsys):

@@ -151,7 +151,7 @@ def resolve(path: str | None, base: Path) -> str | None:
 
 def build_devices(bench: BenchFile, base: Path) -> tuple[DMD, Camera, LightSource | None]:
     """Make (without opening) the devices a bench file names; protocol parts with one URL share a link."""
-    from ..devices.protocol import ProtocolLink
+    from ..devices.opu_firmware import ProtocolLink
 
     links: dict[str, ProtocolLink] = {}
 
@@ -162,7 +162,7 @@ def build_devices(bench: BenchFile, base: Path) -> tuple[DMD, Camera, LightSourc
 
     dmd: DMD
     if isinstance(bench.dmd, ProtocolDMDPart):
-        from ..devices.protocol import ProtocolDMD
+        from ..devices.opu_firmware import ProtocolDMD
 
         dmd = ProtocolDMD(link(bench.dmd.url), bench.dmd.settings)
     else:
@@ -171,7 +171,7 @@ def build_devices(bench: BenchFile, base: Path) -> tuple[DMD, Camera, LightSourc
         dmd = AlpDMD(load_alp_library(resolve(bench.dmd.library, base)), bench.dmd.device_number, bench.dmd.settings)
     camera: Camera
     if isinstance(bench.camera, ProtocolCameraPart):
-        from ..devices.protocol import ProtocolCamera
+        from ..devices.opu_firmware import ProtocolCamera
 
         camera = ProtocolCamera(link(bench.camera.url), bench.camera.settings)
     else:

@@ -39,6 +39,7 @@ from ..protocol.schema import (
     encode_bulk_head,
 )
 from ..settings import DeviceInfo
+from ..validation import check_int
 from ..transport import Transport
 from ..url import DeviceSpec, WireOptions
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
@@ -46,7 +47,7 @@ from .base import AppliedConfig, Backend, DeviceConfig, Frames
 if TYPE_CHECKING:
     from firmware_sim import OPUModel
     from firmware_sim.firmware import Firmware
-    from firmware_sim.server import SimLink
+    from firmware_sim.hosting import SimLink
 
 logger = logging.getLogger(__name__)
 
@@ -92,12 +93,10 @@ class WireBackend(Backend):
         timeout_s: float | None = None,
     ) -> None:
         super().__init__()
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
-        if isinstance(window, bool) or not isinstance(window, int) or window < 1:
-            raise ValueError(f"window: expected a positive int, got {window!r}")
-        if chunk_frames is not None and (isinstance(chunk_frames, bool) or not isinstance(chunk_frames, int) or chunk_frames < 1):
-            raise ValueError(f"chunk_frames: expected a positive int or None, got {chunk_frames!r}")
+        check_int(retries, "retries", low=0)
+        check_int(window, "window", low=1)
+        if chunk_frames is not None:
+            check_int(chunk_frames, "chunk_frames", low=1)
         self.exclusive = exclusive
         self._connect, self._release = connect, release
         self.retries, self.window, self.chunk_frames = retries, window, chunk_frames

@@ -2,7 +2,7 @@
 
 Abstract classes (public methods validate, then call ``_do_*`` hooks):
 :class:`DMD`, :class:`Camera`, :class:`LightSource`. Implementations:
-:mod:`~opu_hal.devices.protocol` (the DMD and camera of OPU firmware),
+:mod:`~opu_hal.devices.opu_firmware` (the DMD and camera of OPU firmware),
 :mod:`~opu_hal.devices.scpi_laser` (SCPI lasers over VISA),
 :mod:`~opu_hal.devices.pylon` (Basler cameras, extra ``pylon``),
 :mod:`~opu_hal.devices.alp` (Vialux DMDs through the ALP library).

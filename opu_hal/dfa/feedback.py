@@ -118,7 +118,7 @@ class DigitalFeedback(Feedback):
 
 
 class OpticalFeedback(Feedback):
-    """B is the OPU's linear map M (i.i.d. N(0, 1) entries, PHYSICS.md 4), through ``OPU.linear_transform``.
+    """B is the OPU's linear map M (i.i.d. N(0, 1) entries, docs/physics.md section 4), through ``OPU.linear_transform``.
 
     The error rows are encoded for the binary DMD (see :mod:`opu_hal.dfa.encoding`) and
     projected in one batched device call per step. A projection wider than

@@ -15,7 +15,7 @@ from .frames import (
     frame_bytes,
 )
 from .messages import ErrorCode, InvalidArgumentError, decode_bulk, decode_json, encode_bulk, encode_json
-from .server import CommandError, Endpoint, Reply, ServerLink
+from .device_side import CommandError, Endpoint, Reply, ServerLink
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD",

@@ -22,6 +22,7 @@ from typing import Any, Iterable, Iterator
 
 from ..errors import DeviceResetError, DeviceTimeoutError, IncompatibleFirmwareError, OPUError, ProtocolError
 from ..settings import DeviceInfo
+from ..validation import check_int, check_positive_seconds
 from ..transport import Transport, TransportError
 from .frames import (
     DEFAULT_MAX_PAYLOAD,
@@ -156,10 +157,8 @@ class ProtocolClient:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         token: str | None = None,
     ) -> None:
-        if not timeout_s > 0:
-            raise ValueError(f"timeout_s: expected a positive number of seconds, got {timeout_s}")
-        if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
-            raise ValueError(f"retries: expected a non-negative int, got {retries!r}")
+        check_positive_seconds(timeout_s, "timeout_s")
+        check_int(retries, "retries", low=0)
         self.transport = transport
         self.timeout_s = float(timeout_s)
         self.retries = retries

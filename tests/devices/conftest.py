@@ -19,9 +19,9 @@ os.environ.setdefault("PYLON_CAMEMU", "1")  # pylon's emulated camera, before py
 from firmware_sim import EmulatorParams
 from firmware_sim.firmware import Firmware
 from firmware_sim.scpi_laser import ScpiLaserServer
-from firmware_sim.server import LoopbackFirmware
+from firmware_sim.hosting import LoopbackFirmware
 
-from opu_hal.devices.protocol import ProtocolCamera, ProtocolDMD, ProtocolLink
+from opu_hal.devices.opu_firmware import ProtocolCamera, ProtocolDMD, ProtocolLink
 
 from alp_sim import SimulatedAlpLibrary
 

@@ -12,13 +12,13 @@ import pytest
 from firmware_sim import EmulatorParams
 from firmware_sim.firmware import Firmware
 from firmware_sim.scpi_laser import ScpiLaserServer
-from firmware_sim.server import TCPFirmwareServer
+from firmware_sim.hosting import TCPFirmwareServer
 from opu_hal import OPU
 from opu_hal.backends import DeviceConfig
 from opu_hal.backends.bench import Bench, FrameSyncError
 from opu_hal.backends.bench_file import SentinelSettings, load_bench_file
 from opu_hal.devices import Camera, CapturedFrame
-from opu_hal.devices.protocol import ProtocolCamera, ProtocolDMD, ProtocolLink
+from opu_hal.devices.opu_firmware import ProtocolCamera, ProtocolDMD, ProtocolLink
 from opu_hal.layout import layout_1d
 
 SEED, N_FEATURES, N_COMPONENTS = 11, 300, 150

@@ -43,7 +43,7 @@ from .protocol.schema import (
     encode,
     encode_bulk_head,
 )
-from .protocol.server import CommandError, Endpoint, Reply, ServerLink
+from .protocol.device_side import CommandError, Endpoint, Reply, ServerLink
 from .transport import TCPTransport
 from .url import parse_device_url
 
@@ -212,7 +212,7 @@ class ClientSession(Endpoint):
         ))
 
 
-class DeviceServer:
+class SharingServer:
     """Serves one device to several TCP clients (see the module docstring).
 
     Parameters
@@ -280,7 +280,7 @@ class DeviceServer:
         with self._lock:
             self._sessions.pop(session_id, None)
 
-    def start(self) -> "DeviceServer":
+    def start(self) -> "SharingServer":
         """Accept clients in a background thread; returns self."""
         thread = threading.Thread(target=self.serve_forever, name="serve-accept", daemon=True)
         thread.start()

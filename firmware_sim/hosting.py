@@ -1,4 +1,4 @@
-"""Serving the firmware over real links: a TCP port or a pseudo-terminal (serial port).
+"""Hosting the emulated firmware on real links: a TCP port, a pseudo-terminal (serial port) or a loopback pair.
 
 One host at a time: a new connection replaces the current one (a host that lost its
 link reconnects), and the device state (configuration, counters, reply cache) carries
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opu_hal.protocol.server import ServerLink
+from opu_hal.protocol.device_side import ServerLink
 from opu_hal.transport import Link, TCPTransport, Transport, TransportError
 from opu_hal.url import DeviceSpec
 
