@@ -178,11 +178,17 @@ def test_configure_refuses_out_of_range_counters_and_keeps_the_state(peer, count
     assert_still_working(peer, before)
 
 
+@pytest.mark.parametrize("peer", ["firmware-loopback", "firmware-tcp"], indirect=True)
 def test_configure_restores_valid_counters(peer):
-    if peer.kind == "serve":
-        pytest.skip("opu-hal serve keeps the shared device's counters")
     applied = peer.json(MsgType.CONFIGURE, configure(frame_counter=2**63 - 10, clock_us=5e6), MsgType.CONFIGURED)
     assert applied["frame_counter"] == 2**63 - 10 and applied["clock_us"] == 5e6
+
+
+@pytest.mark.parametrize("peer", ["serve"], indirect=True)
+def test_serve_keeps_the_shared_device_counters_on_configure(peer):
+    before = status(peer)
+    applied = peer.json(MsgType.CONFIGURE, configure(frame_counter=2**63 - 10, clock_us=5e6), MsgType.CONFIGURED)
+    assert (applied["frame_counter"], applied["clock_us"]) == (before["frame_counter"], before["clock_us"])
 
 
 # ---------------------------------------------------------------------------- malformed requests
