@@ -7,11 +7,15 @@ one error entry), so switching between the two changes the random matrix, never 
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import logging
 import math
 import time
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -30,8 +34,10 @@ class FeedbackStats:
     """What the projections cost. Times in seconds (s).
 
     ``frames`` and ``device_time_s`` count OPU frames and emulated (or real) device time of
-    the projections (``last_*``: the latest step); ``calibration_frames`` the one-off linear
-    calibration; ``wall_s`` host time spent in projections.
+    the training projections (``last_*``: the latest step); ``calibration_frames`` the one-off
+    linear calibration; ``wall_s`` host time spent in training projections. Projections made
+    inside :meth:`Feedback.probing` (by :func:`opu_hal.dfa.alignment`) are counted apart, in
+    ``alignment_steps``, ``alignment_frames`` and ``alignment_device_time_s``.
     """
 
     steps: int = 0
@@ -42,6 +48,9 @@ class FeedbackStats:
     last_frames: int = 0
     last_device_time_s: float = 0.0
     calibration_frames: int = 0
+    alignment_steps: int = 0
+    alignment_frames: int = 0
+    alignment_device_time_s: float = 0.0
 
 
 class Feedback(ABC):
@@ -60,7 +69,9 @@ class Feedback(ABC):
     def project(self, e: torch.Tensor, n_outputs: int) -> torch.Tensor:
         """``scale * e @ B.T`` (R, n_outputs), same dtype and device as ``e`` (R, d).
 
-        B is drawn (or calibrated) on the first call; later calls must use the same shape.
+        B is drawn (or calibrated) on the first call; later calls must use the same shape. The
+        projection is computed in float32 (float64 for float64 errors), outside any autocast
+        region, so half-precision errors (bf16, fp16) never round B.
         """
         if not isinstance(e, torch.Tensor) or e.ndim != 2:
             raise ValueError(f"e: expected a 2-D torch.Tensor (rows, error features), got {getattr(e, 'shape', type(e))}")
@@ -74,12 +85,37 @@ class Feedback(ABC):
                 f"{self._shape}, got {shape}"
             )
         start = time.perf_counter()
-        with torch.no_grad():
-            out = self._do_project(e.detach(), n_outputs)
+        work = e.detach().to(torch.promote_types(e.dtype, torch.float32))
+        with torch.no_grad(), torch.autocast(device_type=e.device.type, enabled=False):
+            out = self._do_project(work, n_outputs)
         self.stats.wall_s += time.perf_counter() - start
         self.stats.steps += 1
         self.stats.rows += int(e.shape[0])
-        return out
+        return out.to(e.dtype)
+
+    @contextlib.contextmanager
+    def probing(self) -> Iterator["Feedback"]:
+        """Projections inside the with-block are probes (alignment measurements), not training steps.
+
+        They are counted in ``stats.alignment_*`` and leave the training counters as they were;
+        any random draw they need comes from a fixed seed and leaves the training draws as they were.
+        """
+        saved = dataclasses.replace(self.stats)
+        restore = self._begin_probe()
+        try:
+            yield self
+        finally:
+            restore()
+            stats = self.stats
+            stats.alignment_steps += stats.steps - saved.steps
+            stats.alignment_frames += stats.frames - saved.frames
+            stats.alignment_device_time_s += stats.device_time_s - saved.device_time_s
+            for name in ("steps", "rows", "frames", "device_time_s", "wall_s", "last_frames", "last_device_time_s"):
+                setattr(stats, name, getattr(saved, name))
+
+    def _begin_probe(self) -> Any:
+        """Prepare a probe; returns the callable that undoes it. No randomness here: nothing to do."""
+        return lambda: None
 
     @abstractmethod
     def _do_project(self, e: torch.Tensor, n_outputs: int) -> torch.Tensor:
@@ -112,9 +148,9 @@ class DigitalFeedback(Feedback):
             generator = torch.Generator().manual_seed(self.seed)
             b = torch.randn(n_outputs, e.shape[1], generator=generator)
             self._matrix = b * self.scale_for(e.shape[1])  # the scale folded in once
-        if self._matrix.device != e.device or self._matrix.dtype != e.dtype:
-            self._matrix = self._matrix.to(device=e.device, dtype=e.dtype)
-        return e @ self._matrix.T
+        if self._matrix.device != e.device:
+            self._matrix = self._matrix.to(device=e.device)  # the master copy stays float32
+        return e @ self._matrix.to(e.dtype).T
 
 
 class OpticalFeedback(Feedback):
@@ -159,9 +195,29 @@ class OpticalFeedback(Feedback):
             raise TypeError(f"opu: expected an opu_hal.OPU, got {type(opu).__name__}")
         self.opu = opu
         self.encoder = make_encoder(encoding)
-        self._rng = np.random.default_rng(check_int(seed, "seed", low=0))
+        self.seed = check_int(seed, "seed", low=0)
+        self._rng = np.random.default_rng(self.seed)
         self.max_components = None if max_components is None else check_int(max_components, "max_components", low=1)
         self.tiles = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> "OpticalFeedback":
+        """A copy of a model shares its optical feedback: one device, one calibration, one B."""
+        return self
+
+    def __getstate__(self) -> dict[str, Any]:
+        raise TypeError(
+            "OpticalFeedback: expected no pickling (an open OPU cannot be saved); save model.state_dict(), or "
+            "switch the DFA module to mode 'digital' and set dfa.optical = None before torch.save(model)"
+        )
+
+    def _begin_probe(self) -> Any:
+        training_rng = self._rng
+        self._rng = np.random.default_rng([self.seed, 1])  # the same stochastic rounding for every probe
+
+        def restore() -> None:
+            self._rng = training_rng
+
+        return restore
 
     def _setup(self, n_errors: int, n_outputs: int) -> None:
         limit = self.max_components or self.opu.info.limits.max_n_components // 2
@@ -177,7 +233,7 @@ class OpticalFeedback(Feedback):
         rows, n_errors = e.shape
         if self.tiles == 0:
             self._setup(n_errors, n_outputs)
-        encoded = self.encoder.encode(e.cpu().numpy().astype(np.float64), self._rng)
+        encoded = self.encoder.encode(e.cpu().numpy().astype(np.float64), self._rng)  # e: float32 or float64
         if self.tiles > 1:
             blocks = np.zeros((rows, self.tiles, self.tiles * n_errors))
             for t in range(self.tiles):

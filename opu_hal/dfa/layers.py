@@ -29,6 +29,24 @@ layers above it (that computation is skipped, not discarded). Modes, one switch 
 - ``"optical"``: B is the OPU's linear map (:class:`OpticalFeedback`);
 - ``"output"``: only the output layer learns (hidden layers get no gradient): the baseline.
 
+In training code:
+
+- the marked tensors of a pass are held only until its backward pass has run
+  (``dfa.last_hidden``), and copies and pickles leave them out: ``copy.deepcopy(model)`` (EMA,
+  best-model copies) and ``torch.save(model)`` work after any step (a copy shares the
+  optical feedback, whose OPU cannot be pickled: save the ``state_dict`` of an optical model);
+- under autocast (bf16, fp16) the projection is computed in float32 and cast to each marked
+  tensor's dtype; the master B stays float32;
+- a marked tensor that does not require grad (a frozen layer) receives no feedback, with a
+  one-time warning; its slice of B is kept;
+- a marker that runs again before the output starts a new pass: an exception between a
+  marker and the output leaves nothing behind;
+- the markers of a ``torch.nn.DataParallel`` replica (a shallow copy) raise a RuntimeError:
+  use ``torch.nn.parallel.DistributedDataParallel`` (one process per device);
+- at the first DFA step, autograd's graph is checked once: a marked layer whose parameters
+  the output also reaches around its marker (a skip connection) gets a warning naming it, as
+  those parameters receive BP gradient on top of the feedback.
+
 Shapes: with ``token_dims=0`` each sample's whole error (``out.shape[1:]``) is projected to
 all its markers' features (``h.shape[1:]``, flattened: widths, conv feature maps). With
 ``token_dims=k`` the first k dimensions after the batch are rows too (e.g. the tokens of a
@@ -39,7 +57,9 @@ own token's features through the same B.
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
+import warnings
 from collections.abc import Iterator, Sequence
 from typing import Any, Literal
 
@@ -52,6 +72,8 @@ from .encoding import ErrorEncoder
 from .feedback import DigitalFeedback, Feedback, OpticalFeedback
 
 __all__ = ["DFA", "DFALayer", "MODES", "Mode"]
+
+logger = logging.getLogger(__name__)
 
 Mode = Literal["bp", "digital", "optical", "output"]
 MODES: tuple[str, ...] = ("bp", "digital", "optical", "output")
@@ -89,16 +111,32 @@ class _DFAOutput(torch.autograd.Function):
     """Identity on the output; backward: the error to the output, B e sliced to the markers."""
 
     @staticmethod
-    def forward(ctx: Any, out: torch.Tensor, dfa: "DFA", feedback: Feedback, *hidden: torch.Tensor) -> torch.Tensor:
-        ctx.dfa, ctx.feedback = dfa, feedback
+    def forward(ctx: Any, out: torch.Tensor, dfa: "DFA", feedback: Feedback, token: object,
+                *hidden: torch.Tensor) -> torch.Tensor:
+        ctx.dfa, ctx.feedback, ctx.token = dfa, feedback, token
         ctx.shapes = [h.shape for h in hidden]
+        ctx.dtypes = [h.dtype for h in hidden]
         return out.view_as(out)
 
     @staticmethod
     def backward(ctx: Any, error: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        slices = ctx.dfa._feedback(ctx.feedback, error, ctx.shapes)
-        grads = [s if ctx.needs_input_grad[3 + k] else None for k, s in enumerate(slices)]
-        return (error, None, None, *grads)
+        slices = ctx.dfa._feedback(ctx.feedback, error, ctx.shapes, ctx.dtypes)
+        state = ctx.dfa._state
+        if state.token is ctx.token:  # the latest pass: its activations are no longer needed, released
+            state.hidden = []
+        grads = [s if ctx.needs_input_grad[4 + k] else None for k, s in enumerate(slices)]
+        return (error, None, None, None, *grads)
+
+
+class _PassState:
+    """What one forward pass leaves between the markers and the output (never copied nor pickled)."""
+
+    __slots__ = ("hidden", "pending", "token")
+
+    def __init__(self) -> None:
+        self.pending: dict[int, torch.Tensor] = {}  # id(marker) -> its tensor, until the output runs
+        self.hidden: list[torch.Tensor] = []  # the marked tensors of the latest pass, until its backward
+        self.token = object()  # identifies the latest pass
 
 
 class DFA(nn.Module):
@@ -107,7 +145,8 @@ class DFA(nn.Module):
     Parameters
     ----------
     layers:
-        The :class:`DFALayer` markers, in order; each must run exactly once per forward pass.
+        The :class:`DFALayer` markers, in order; each must run once per forward pass (a marker
+        that runs again before the output starts a new pass).
     mode:
         ``"bp"``, ``"digital"`` (default), ``"optical"`` or ``"output"`` (see the module doc).
     opu:
@@ -161,13 +200,25 @@ class DFA(nn.Module):
         if optical is None and opu is not None:
             optical = OpticalFeedback(opu, encoding=encoding, seed=seed, scale=scale)
         self.optical = optical
+        self._state = _PassState()
         self._mode: str = "digital"
         self.mode = mode
-        self._pending: dict[int, torch.Tensor] = {}
         self._sizes: list[int] | None = None
-        self.last_hidden: list[torch.Tensor] = []
+        self._warned: set[str] = set()  # layers already warned about (frozen, bypassed)
+        self._checked = False  # the one-time check for gradient paths around the markers
         for layer in layers:
             layer._owner.append(self)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles (``copy.deepcopy``, ``torch.save``) leave out the activations of a pass."""
+        state = dict(super().__getstate__())
+        state["_state"] = _PassState()
+        return state
+
+    @property
+    def last_hidden(self) -> list[torch.Tensor]:
+        """The marked tensors of the latest DFA forward pass, in marker order; empty once its backward pass ran."""
+        return self._state.hidden
 
     # ------------------------------------------------------------------ mode
     @property
@@ -187,7 +238,7 @@ class DFA(nn.Module):
         if value == "optical" and self.optical is None:
             raise ValueError("mode: 'optical' needs an OPU; got none (pass DFA(..., opu=OPU(...)) or optical=)")
         self._mode = value
-        self._pending = {}
+        self._state.pending.clear()
 
     @contextlib.contextmanager
     def using(self, mode: Mode) -> Iterator["DFA"]:
@@ -210,32 +261,75 @@ class DFA(nn.Module):
             return h
         if self._mode == "output":
             return h.detach()
-        if not torch.is_grad_enabled() or not h.requires_grad:
+        if not torch.is_grad_enabled():
             return h
-        if id(layer) in self._pending:
+        if not any(layer is own for own in self._layers):
             raise RuntimeError(
-                f"DFALayer {self.names[self._layers.index(layer)]}: ran twice before the DFA module; "
-                "each marked layer must run once per forward pass"
+                f"DFALayer {layer.name or ''}: expected a marker of this DFA module, got a replica of one (a shallow "
+                "copy, as torch.nn.DataParallel makes); DFA supports torch.nn.parallel.DistributedDataParallel (one "
+                "process per device, each with its own model) and copies made with copy.deepcopy"
             )
-        self._pending[id(layer)] = h
+        pending = self._state.pending
+        if id(layer) in pending:
+            # a new forward pass: the previous one never reached the output (an exception between a marker and
+            # the output, or a pass that stopped early); its state is discarded
+            logger.debug("DFA: marker %r ran again before the output: starting a new pass", layer.name)
+            pending.clear()
+        pending[id(layer)] = h
         return h.detach()
 
     def forward(self, out: torch.Tensor) -> torch.Tensor:
         """``out`` unchanged in value; in DFA modes its backward pass sends the feedback to the markers."""
         if not isinstance(out, torch.Tensor):
             raise TypeError(f"out: expected a torch.Tensor, got {type(out).__name__}")
-        # mutated in place: assigning attributes of an nn.Module costs more than the rest of this method
-        pending = self._pending.copy()
-        self._pending.clear()
+        state = self._state
+        pending = state.pending.copy()
+        state.pending.clear()
         if self.feedback is None or not pending:
             return out
         missing = [name for layer, name in zip(self._layers, self.names) if id(layer) not in pending]
         if missing:
-            raise RuntimeError(f"DFA: expected every marked layer to run before the output, got none from {missing}")
+            raise RuntimeError(
+                f"DFA: expected every marked layer to run in this forward pass before the output, got none from {missing}"
+            )
         hidden = [pending[id(layer)] for layer in self._layers]
+        if not any(h.requires_grad for h in hidden):  # nothing to train through the feedback (a frozen copy)
+            return out
         self._check_shapes(out, hidden)
-        self.last_hidden[:] = hidden
-        return _DFAOutput.apply(out, self, self.feedback, *hidden)
+        self._warn_frozen(hidden)
+        if not self._checked:
+            self._check_bypass(out, hidden)
+        state.hidden = hidden
+        state.token = object()
+        return _DFAOutput.apply(out, self, self.feedback, state.token, *hidden)
+
+    def _warn(self, name: str, message: str) -> None:
+        """A UserWarning about marked layer ``name``, once per layer and kind (the message's first words)."""
+        key = f"{name}:{message[:20]}"
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(f"DFA: marked layer {name!r}: {message}", UserWarning, stacklevel=4)
+
+    def _warn_frozen(self, hidden: list[torch.Tensor]) -> None:
+        for name, h in zip(self.names, hidden):
+            if not h.requires_grad:
+                self._warn(name, "its tensor does not require grad (a frozen layer, requires_grad=False?): it "
+                                 "receives no feedback; its slice of B is kept, so unfreezing it later gives it feedback")
+
+    def _check_bypass(self, out: torch.Tensor, hidden: list[torch.Tensor]) -> None:
+        """Warn, once per DFA module, if backpropagation reaches a marked layer's parameters around its marker.
+
+        In DFA modes the markers cut the graph, so any parameter that both the output and a
+        marked tensor depend on is reached by a path around the marker (a skip connection):
+        those parameters receive BP gradient on top of the feedback.
+        """
+        self._checked = True
+        reached = _leaves(out)
+        for name, h in zip(self.names, hidden):
+            if h.requires_grad and _leaves(h) & reached:
+                self._warn(name, "backpropagation reaches its parameters through a path around its marker (a skip "
+                                 "connection?): they receive BP gradient on top of the DFA feedback; put the marker "
+                                 "after the join, or detach the bypass")
 
     def _check_shapes(self, out: torch.Tensor, hidden: list[torch.Tensor]) -> None:
         lead = 1 + self.token_dims
@@ -261,13 +355,32 @@ class DFA(nn.Module):
                 f"as B is), got {sizes[bad]}"
             )
 
-    def _feedback(self, feedback: Feedback, error: torch.Tensor, shapes: list[torch.Size]) -> list[torch.Tensor]:
-        """B e of the error batch, sliced and shaped like each marker's tensor."""
+    def _feedback(self, feedback: Feedback, error: torch.Tensor, shapes: list[torch.Size],
+                  dtypes: list[torch.dtype]) -> list[torch.Tensor]:
+        """B e of the error batch, sliced and shaped like each marker's tensor (and of its dtype)."""
         lead = 1 + self.token_dims
         rows = error.reshape(math.prod(error.shape[:lead]), -1)
         sizes = [math.prod(shape[lead:]) for shape in shapes]
         projected = feedback.project(rows, sum(sizes))
-        return [part.reshape(shape) for part, shape in zip(torch.split(projected, sizes, dim=1), shapes)]
+        parts = torch.split(projected, sizes, dim=1)
+        return [part.reshape(shape).to(dtype) for part, shape, dtype in zip(parts, shapes, dtypes)]
 
     def extra_repr(self) -> str:
         return f"mode={self._mode!r}, layers={self.names}, token_dims={self.token_dims}"
+
+
+def _leaves(t: torch.Tensor) -> set[int]:
+    """ids of the leaf tensors (parameters) that autograd reaches from ``t``."""
+    seen: set[Any] = set()
+    leaves: set[int] = set()
+    stack = [t.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        variable = getattr(node, "variable", None)  # AccumulateGrad: the leaf it accumulates into
+        if variable is not None:
+            leaves.add(id(variable))
+        stack.extend(next_node for next_node, _ in node.next_functions)
+    return leaves
