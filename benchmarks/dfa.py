@@ -26,8 +26,9 @@ on a validation split of the training set, never on the test set):
 
 Every run prints test accuracy and loss, the per-layer alignment (cosine between the DFA and
 the BP update of each marked layer's parameters, on 256 training samples, mean over
-epochs), wall time, OPU frames and emulated device time; then the means per mode and the
-issue's targets, each marked [meets target] or [MISSES target].
+epochs), wall time, OPU frames and emulated device time of the training steps (the
+alignment probes' frames counted apart); then the means per mode and the issue's targets,
+each marked [meets target] or [MISSES target].
 """
 
 from __future__ import annotations
@@ -92,8 +93,8 @@ def run_task(name: str, data: Dataset, build: Callable[..., torch.nn.Module], ar
                 opu.close()
             results[mode].append(result)
             steps = max(result.steps, 1)
-            extra = (f" ({result.frames / steps:.0f} frames, {1e3 * result.device_time_s / steps:.1f} ms device per step)"
-                     if mode == "optical" else "")
+            extra = (f" ({result.frames / steps:.0f} training frames per step, {1e3 * result.device_time_s / steps:.1f} ms "
+                     f"device per step; {result.alignment_frames} alignment frames apart)" if mode == "optical" else "")
             print(f"  {name} {describe(result)}{extra}", flush=True)
     return results
 

@@ -210,7 +210,11 @@ def loss_fn(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 
 @dataclass
 class RunResult:
-    """One training run. Accuracy in %, times in seconds; alignment: per layer, mean over epochs."""
+    """One training run. Accuracy in %, times in seconds; alignment: per layer, mean over epochs.
+
+    ``frames`` and ``device_time_s`` count the training projections only; the alignment
+    probes are in ``alignment_frames``.
+    """
 
     mode: str
     seed: int
@@ -221,6 +225,7 @@ class RunResult:
     frames: int = 0
     device_time_s: float = 0.0
     steps: int = 0
+    alignment_frames: int = 0
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -255,6 +260,7 @@ def train(model: nn.Module, data: Dataset, *, epochs: int, batch_size: int = 32,
     feedback = model.dfa.feedback
     frames0 = feedback.stats.frames if feedback else 0
     device0 = feedback.stats.device_time_s if feedback else 0.0
+    probe0 = feedback.stats.alignment_frames if feedback else 0
     steps = 0
     wall = 0.0
     for epoch in range(epochs):
@@ -280,6 +286,7 @@ def train(model: nn.Module, data: Dataset, *, epochs: int, batch_size: int = 32,
         mode=model.dfa.mode, seed=seed, test_accuracy=acc, test_loss=loss, alignment=mean_align, wall_s=wall,
         frames=(feedback.stats.frames - frames0) if feedback else 0,
         device_time_s=(feedback.stats.device_time_s - device0) if feedback else 0.0, steps=steps,
+        alignment_frames=(feedback.stats.alignment_frames - probe0) if feedback else 0,
     )
 
 

@@ -72,6 +72,8 @@ def test_bench_dfa_reports_every_figure_through_the_cli() -> None:
     for mode in ("bp", "digital", "optical", "output"):
         assert re.search(rf"transformer +{mode} seed 0: test accuracy .*, loss [\d.]+, alignment \[", out), mode
     assert re.search(r"optical seed 0: .* alignment \[hidden1 -?[\d.]+ hidden2 -?[\d.]+\], .* [1-9]\d* frames, device [\d.]+ s", out)
+    # training frames per step exclude the alignment probes, counted apart
+    assert re.search(r"optical seed 0: .* \([1-9]\d* training frames per step, .*; [1-9]\d* alignment frames apart\)", out)
     assert "optical DFA loss / BP loss:" in out and "lowest per-layer alignment of any DFA run:" in out
     assert re.search(r"hooks add [+-][\d.]+ % to a hand-written digital DFA step", out)
     assert "[--quick: not judged]" in out and "[meets target]" not in out
