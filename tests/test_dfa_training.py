@@ -206,3 +206,62 @@ def test_a_skip_connection_around_a_marker_warns_once_naming_the_layer() -> None
         _step(net)  # one-time check
         _step(Net())  # no skip, no warning
     assert math.isfinite(float(net.fc1.weight.grad.norm()))
+
+
+class Wide(nn.Module):
+    """10 inputs -> 256 -> 128 -> 10 outputs: TinyDFA's setting of the issue (H = 256, d = 10)."""
+
+    def __init__(self, **dfa) -> None:
+        super().__init__()
+        self.fc1, self.fc2, self.head = nn.Linear(10, 256), nn.Linear(256, 128), nn.Linear(128, 10)
+        self.markers = nn.ModuleList([DFALayer(), DFALayer()])
+        self.dfa = DFA(list(self.markers), seed=5, **dfa)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h1 = self.markers[0](torch.tanh(self.fc1(x)))
+        return self.dfa(self.head(self.markers[1](torch.tanh(self.fc2(h1)))))
+
+
+def _feedback_matrices(net: Wide) -> tuple[torch.Tensor, torch.Tensor]:
+    """The effective feedback of each marker, (10 errors, width): unit errors e_i give row i."""
+    out = net(torch.randn(10, 10))
+    return torch.autograd.grad((out * torch.eye(10)).sum(), net.dfa.last_hidden)
+
+
+@pytest.mark.parametrize("scale, expected", [
+    (None, (1 / math.sqrt(10), 1 / math.sqrt(10))),  # the default: 1/sqrt(error features)
+    ("tinydfa", (1 / math.sqrt(3 * 256), 1 / math.sqrt(3 * 256))),  # std of uniform(-1, 1)/sqrt(max width)
+    ((0.1, 0.2), (0.1, 0.2)),  # per layer
+    (0.05, (0.05, 0.05)),
+])
+def test_feedback_scales_have_the_documented_standard_deviation(scale, expected) -> None:
+    net = Wide(scale=scale)
+    b1, b2 = _feedback_matrices(net)
+    # 2,560 and 1,280 Gaussian entries: the sample std is within 3 % (1.4 % and 2 % relative standard error) ...
+    assert float(b1.std()) == pytest.approx(expected[0], rel=0.06)
+    assert float(b2.std()) == pytest.approx(expected[1], rel=0.08)
+    assert abs(float(b1.mean())) < 4 * expected[0] / math.sqrt(b1.numel())  # ... with mean zero
+    assert net.dfa.layer_scales == pytest.approx(expected)
+
+
+def test_tinydfa_scale_is_8_8_times_smaller_than_the_default_at_h256_d10() -> None:
+    default, tiny = (_feedback_matrices(Wide(scale=s))[0] for s in (None, "tinydfa"))
+    ratio = float(default.std() / tiny.std())
+    assert ratio == pytest.approx(math.sqrt(3 * 256 / 10), rel=1e-6)  # 8.76: the same B, two factors
+    with OPU("emu://", n_components=1, seed=3, progress=False) as opu:
+        optical = _feedback_matrices(Wide(scale="tinydfa", mode="optical", opu=opu, encoding="planes"))[0]
+    assert float(optical.std()) == pytest.approx(1 / math.sqrt(3 * 256), rel=0.15)  # M ~ N(0, 1), same factor
+
+
+def test_bad_scales_are_rejected_naming_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"scale: expected None, a positive number, 'tinydfa' or one positive number "
+                                         r"per marked layer \(2\), got 'fan_in'"):
+        Wide(scale="fan_in")
+    with pytest.raises(ValueError, match=r"scale: expected .* per marked layer \(2\), got \(0.1,\)"):
+        Wide(scale=(0.1,))
+    with pytest.raises(ValueError, match=r"scale\[1\]: expected a positive number"):
+        Wide(scale=(0.1, -1.0))
+    from opu_hal.dfa import DigitalFeedback
+
+    with pytest.raises(ValueError, match="scale: expected None when digital= or optical= is given"):
+        Wide(scale="tinydfa", digital=DigitalFeedback())

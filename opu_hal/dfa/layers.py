@@ -67,7 +67,7 @@ import torch
 from torch import nn
 
 from ..opu import OPU
-from ..validation import check_int
+from ..validation import check_int, check_number
 from .encoding import ErrorEncoder
 from .feedback import DigitalFeedback, Feedback, OpticalFeedback
 
@@ -157,8 +157,21 @@ class DFA(nn.Module):
     seed:
         Seed of the digital B and of the stochastic rounding.
     scale:
-        Factor on the projection ``e @ B.T``, the same in both feedback modes; None:
-        ``1 / sqrt(error features per row)``.
+        The factor on the projection ``e @ B.T`` (B i.i.d. N(0, 1), digital or optical), the
+        same in both feedback modes, a documented choice since learning rates depend on it:
+
+        - None (default): ``1 / sqrt(d)``, d the error features per row: each feedback entry
+          has the variance of one error entry;
+        - ``"tinydfa"``: ``1 / sqrt(3 * H)``, H the widest marked layer (features per row):
+          the standard deviation of TinyDFA's feedback, uniform(-1, 1) entries over
+          ``sqrt(H)``, so that hyper-parameters published with TinyDFA carry over (B stays
+          Gaussian; only its second moment is matched). At H = 256, d = 10 it is
+          ``sqrt(3 * 256 / 10)`` = 8.8 times smaller than the default;
+        - a positive number: that factor for every layer;
+        - a sequence of positive numbers, one per marker: each layer's slice scaled by its own.
+
+        ``layer_scales`` gives the factors in use. With ``digital=`` or ``optical=`` their own
+        scale applies and ``scale`` must be None.
     token_dims:
         Dimensions after the batch dimension that are rows (tokens), not features.
     digital, optical:
@@ -173,7 +186,7 @@ class DFA(nn.Module):
         opu: OPU | None = None,
         encoding: ErrorEncoder | str = "stochastic",
         seed: int = 0,
-        scale: float | None = None,
+        scale: float | str | Sequence[float] | None = None,
         token_dims: int = 0,
         digital: Feedback | None = None,
         optical: Feedback | None = None,
@@ -196,14 +209,21 @@ class DFA(nn.Module):
         self.token_dims = check_int(token_dims, "token_dims", low=0)
         self._layers = tuple(layers)
         self.names = [layer.name or f"layer{k}" for k, layer in enumerate(layers)]
-        self.digital = digital if digital is not None else DigitalFeedback(seed=seed, scale=scale)
+        self._scale = _check_scale(scale, len(layers))
+        if scale is not None and (digital is not None or optical is not None):
+            raise ValueError(f"scale: expected None when digital= or optical= is given (their own scale applies), "
+                             f"got {scale!r}")
+        # per-layer scales are applied to the slices here, on an unscaled projection
+        whole = self._scale if isinstance(self._scale, float) or self._scale is None else 1.0
+        self.digital = digital if digital is not None else DigitalFeedback(seed=seed, scale=whole)
         if optical is None and opu is not None:
-            optical = OpticalFeedback(opu, encoding=encoding, seed=seed, scale=scale)
+            optical = OpticalFeedback(opu, encoding=encoding, seed=seed, scale=whole)
         self.optical = optical
         self._state = _PassState()
         self._mode: str = "digital"
         self.mode = mode
         self._sizes: list[int] | None = None
+        self._error_features = 0
         self._warned: set[str] = set()  # layers already warned about (frozen, bypassed)
         self._checked = False  # the one-time check for gradient paths around the markers
         for layer in layers:
@@ -214,6 +234,18 @@ class DFA(nn.Module):
         state = dict(super().__getstate__())
         state["_state"] = _PassState()
         return state
+
+    @property
+    def layer_scales(self) -> list[float] | None:
+        """The factor on each marker's slice of ``e @ B.T`` (see ``scale``); None before the first DFA step."""
+        if self._sizes is None:
+            return None
+        if self._scale == "tinydfa":
+            return [1.0 / math.sqrt(3 * max(self._sizes))] * len(self._sizes)
+        if isinstance(self._scale, tuple):
+            return list(self._scale)
+        feedback = self.feedback or self.digital
+        return [feedback.scale_for(self._error_features)] * len(self._sizes)
 
     @property
     def last_hidden(self) -> list[torch.Tensor]:
@@ -338,6 +370,7 @@ class DFA(nn.Module):
                 f"out: expected more than {lead} dimension(s) (batch, {self.token_dims} token dim(s), features), "
                 f"got shape {tuple(out.shape)}"
             )
+        self._error_features = math.prod(out.shape[lead:])
         sizes = []
         for name, h in zip(self.names, hidden):
             if h.shape[:lead] != out.shape[:lead]:
@@ -363,10 +396,24 @@ class DFA(nn.Module):
         sizes = [math.prod(shape[lead:]) for shape in shapes]
         projected = feedback.project(rows, sum(sizes))
         parts = torch.split(projected, sizes, dim=1)
+        if isinstance(self._scale, (str, tuple)):
+            parts = [part * factor for part, factor in zip(parts, self.layer_scales)]
         return [part.reshape(shape).to(dtype) for part, shape, dtype in zip(parts, shapes, dtypes)]
 
     def extra_repr(self) -> str:
         return f"mode={self._mode!r}, layers={self.names}, token_dims={self.token_dims}"
+
+
+def _check_scale(scale: Any, n_layers: int) -> float | str | tuple[float, ...] | None:
+    """``scale`` of :class:`DFA` validated: None, a positive float, ``"tinydfa"`` or one positive float per layer."""
+    if scale is None or (isinstance(scale, str) and scale == "tinydfa"):
+        return scale
+    if isinstance(scale, (int, float)) and not isinstance(scale, bool):
+        return check_number(scale, "scale", low=0, low_open=True)
+    if isinstance(scale, Sequence) and not isinstance(scale, str) and len(scale) == n_layers:
+        return tuple(check_number(v, f"scale[{k}]", low=0, low_open=True) for k, v in enumerate(scale))
+    raise ValueError(f"scale: expected None, a positive number, 'tinydfa' or one positive number per marked layer "
+                     f"({n_layers}), got {scale!r}")
 
 
 def _leaves(t: torch.Tensor) -> set[int]:
