@@ -27,8 +27,10 @@ on a validation split of the training set, never on the test set):
 Every run prints test accuracy and loss, the per-layer alignment (cosine between the DFA and
 the BP update of each marked layer's parameters, on 256 training samples, mean over
 epochs), wall time, OPU frames and emulated device time of the training steps (the
-alignment probes' frames counted apart); then the means per mode and the issue's targets,
-each marked [meets target] or [MISSES target].
+alignment probes' frames counted apart); then the means per mode, the optical time and
+energy per step (frames x frametime, and x the device's 30 W, next to the wall time of a
+digital DFA and a BP step) and the issue's targets, each marked [meets target] or [MISSES
+target].
 """
 
 from __future__ import annotations
@@ -69,6 +71,7 @@ from dfa_common import (  # noqa: E402
 from opu_hal import OPU  # noqa: E402
 
 MODES = ("bp", "digital", "optical", "output")
+DEVICE_POWER_W = 30.0  # electrical power of an OPU (laser, DMD, camera, cooling), the figure the issue states
 TASKS = ("mnist5k", "mnist1d", "transformer", "overhead")
 
 
@@ -115,6 +118,18 @@ def summarise(name: str, results: dict[str, list[RunResult]], metric: str) -> di
     return means
 
 
+def energy(name: str, results: dict[str, list[RunResult]]) -> None:
+    """Optical time and energy per training step (frames x frametime, x the device's power), next to the
+    wall time of a digital DFA and a BP step; means over seeds."""
+    optical = results["optical"]
+    frames = statistics.fmean(r.frames / max(r.steps, 1) for r in optical)
+    frametime_ms = statistics.fmean(r.frametime_us for r in optical) / 1e3
+    step_ms = {mode: statistics.fmean(1e3 * r.wall_s / max(r.steps, 1) for r in results[mode]) for mode in ("digital", "bp")}
+    print(f"  {name} optical feedback per step: {frames:.1f} frames x {frametime_ms:.3f} ms frametime = "
+          f"{frames * frametime_ms:.2f} ms, x {DEVICE_POWER_W:.0f} W = {frames * frametime_ms * DEVICE_POWER_W:.1f} mJ; "
+          f"digital DFA step {step_ms['digital']:.2f} ms, BP step {step_ms['bp']:.2f} ms (wall)")
+
+
 def min_alignment(results: dict[str, list[RunResult]]) -> float:
     return min(v for mode in ("digital", "optical") for r in results[mode] for v in r.alignment.values())
 
@@ -130,6 +145,7 @@ def bench_mnist5k(args: argparse.Namespace) -> None:
           f"{args.epochs} epochs, {args.seeds} seed(s)")
     results = run_task("mnist5k", data, lambda **kw: MLP([784, 256, 256, 10], **kw), args, args.epochs, lr=1e-3)
     acc = summarise("mnist5k", results, "test_accuracy")
+    energy("mnist5k", results)
     print(f"  digital DFA - BP: {acc['digital'] - acc['bp']:+.2f} points (target >= -1.5)"
           + verdict(args, acc["digital"] - acc["bp"] >= -1.5))
     print(f"  optical DFA - digital DFA: {acc['optical'] - acc['digital']:+.2f} points (target >= -1.0)"
@@ -145,6 +161,7 @@ def bench_mnist1d(args: argparse.Namespace) -> None:
     results = run_task("mnist1d", data, lambda **kw: MLP([40, 256, 256, 10], **kw), args, args.epochs, lr=0.03,
                        optimiser="sgd")
     acc = summarise("mnist1d", results, "test_accuracy")
+    energy("mnist1d", results)
     gap = acc["optical"] - acc["output"]
     print(f"  optical DFA - output layer only: {gap:+.2f} points (target >= 15)" + verdict(args, gap >= 15))
     low = min_alignment(results)
@@ -159,6 +176,7 @@ def bench_transformer(args: argparse.Namespace) -> None:
     build = lambda **kw: Transformer(vocab=8, length=16, width=64, depth=2, heads=4, causal=True, **kw)  # noqa: E731
     results = run_task("transformer", data, build, args, args.transformer_epochs, lr=4e-3, cosine=True)
     loss = summarise("transformer", results, "test_loss")
+    energy("transformer", results)
     ratio = loss["optical"] / loss["bp"]
     print(f"  optical DFA loss / BP loss: {ratio:.3f} (target <= 1.25)" + verdict(args, ratio <= 1.25))
     print(f"  output layer only loss / optical DFA loss: {loss['output'] / loss['optical']:.3f} "

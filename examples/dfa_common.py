@@ -226,6 +226,7 @@ class RunResult:
     device_time_s: float = 0.0
     steps: int = 0
     alignment_frames: int = 0
+    frametime_us: float = 0.0
 
 
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
@@ -287,6 +288,7 @@ def train(model: nn.Module, data: Dataset, *, epochs: int, batch_size: int = 32,
         frames=(feedback.stats.frames - frames0) if feedback else 0,
         device_time_s=(feedback.stats.device_time_s - device0) if feedback else 0.0, steps=steps,
         alignment_frames=(feedback.stats.alignment_frames - probe0) if feedback else 0,
+        frametime_us=feedback.stats.frametime_us if feedback else 0.0,
     )
 
 

@@ -74,6 +74,14 @@ def test_bench_dfa_reports_every_figure_through_the_cli() -> None:
     assert re.search(r"optical seed 0: .* alignment \[hidden1 -?[\d.]+ hidden2 -?[\d.]+\], .* [1-9]\d* frames, device [\d.]+ s", out)
     # training frames per step exclude the alignment probes, counted apart
     assert re.search(r"optical seed 0: .* \([1-9]\d* training frames per step, .*; [1-9]\d* alignment frames apart\)", out)
+    # energy and time per step: frames x frametime and x the device's 30 W, next to the digital step's time
+    energy = re.search(r"transformer optical feedback per step: ([\d.]+) frames x ([\d.]+) ms frametime = ([\d.]+) ms, "
+                       r"x 30 W = ([\d.]+) mJ; digital DFA step ([\d.]+) ms, BP step ([\d.]+) ms \(wall\)", out)
+    assert energy, out
+    frames, frametime_ms, time_ms, energy_mj = (float(energy[k]) for k in range(1, 5))
+    assert frames > 0 and frametime_ms > 0 and float(energy[5]) > 0
+    assert time_ms == pytest.approx(frames * frametime_ms, rel=0.02)
+    assert energy_mj == pytest.approx(30 * time_ms, rel=0.02)  # W x ms = mJ
     assert "optical DFA loss / BP loss:" in out and "lowest per-layer alignment of any DFA run:" in out
     assert re.search(r"hooks add [+-][\d.]+ % to a hand-written digital DFA step", out)
     assert "[--quick: not judged]" in out and "[meets target]" not in out

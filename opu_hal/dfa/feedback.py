@@ -35,7 +35,9 @@ class FeedbackStats:
 
     ``frames`` and ``device_time_s`` count OPU frames and emulated (or real) device time of
     the training projections (``last_*``: the latest step); ``calibration_frames`` the one-off
-    linear calibration; ``wall_s`` host time spent in training projections. Projections made
+    linear calibration; ``wall_s`` host time spent in training projections; ``frametime_us``
+    the frametime of the latest projection (microseconds, from its result's context; 0 in
+    digital feedback). Projections made
     inside :meth:`Feedback.probing` (by :func:`opu_hal.dfa.alignment`) are counted apart, in
     ``alignment_steps``, ``alignment_frames`` and ``alignment_device_time_s``.
     """
@@ -48,6 +50,7 @@ class FeedbackStats:
     last_frames: int = 0
     last_device_time_s: float = 0.0
     calibration_frames: int = 0
+    frametime_us: float = 0.0
     alignment_steps: int = 0
     alignment_frames: int = 0
     alignment_device_time_s: float = 0.0
@@ -246,6 +249,7 @@ class OpticalFeedback(Feedback):
         context = z.context
         frames = int(context.frame_ids.size)
         self.stats.last_frames, self.stats.last_device_time_s = frames, float(context.device_time_s)
+        self.stats.frametime_us = float(context.frametime_us)
         self.stats.frames += frames
         self.stats.device_time_s += float(context.device_time_s)
         out = np.asarray(z, dtype=np.float32).reshape(rows, -1)[:, :n_outputs] * np.float32(self.scale_for(n_errors))
