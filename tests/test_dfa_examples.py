@@ -51,6 +51,7 @@ def test_data_sets_ship_or_are_generated_with_the_documented_splits(common: dict
     ("dfa_digits_conv.py", []),
     ("dfa_mnist.py", []),
     ("dfa_mnist1d.py", []),
+    ("dfa_gcn.py", []),
 ])
 def test_example_trains_one_epoch_with_optical_feedback(script: str, args: list[str]) -> None:
     run = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--mode", "optical", "--epochs", "1"],
@@ -65,7 +66,7 @@ def test_example_trains_one_epoch_with_optical_feedback(script: str, args: list[
 
 
 def test_bench_dfa_reports_every_figure_through_the_cli() -> None:
-    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "bench", "dfa", "--quick", "--tasks", "transformer,overhead"],
+    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "bench", "dfa", "--quick", "--tasks", "transformer,gcn,overhead"],
                          capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     out = run.stdout
@@ -82,6 +83,27 @@ def test_bench_dfa_reports_every_figure_through_the_cli() -> None:
     assert frames > 0 and frametime_ms > 0 and float(energy[5]) > 0
     assert time_ms == pytest.approx(frames * frametime_ms, rel=0.02)
     assert energy_mj == pytest.approx(30 * time_ms, rel=0.02)  # W x ms = mJ
-    assert "optical DFA loss / BP loss:" in out and "lowest per-layer alignment of any DFA run:" in out
+    assert "optical DFA loss / BP loss:" in out
+    for mode in ("bp", "digital", "optical", "output"):
+        assert re.search(rf"gcn +{mode} seed 0: test accuracy .*, alignment \[", out), mode
+    assert re.search(r"gcn optical feedback per step: [\d.]+ frames", out)
+    assert re.search(r"GCN optical DFA - BP: [+-][\d.]+ points \(target >= -3", out) and "lowest per-layer alignment of any DFA run:" in out
     assert re.search(r"hooks add [+-][\d.]+ % to a hand-written digital DFA step", out)
     assert "[--quick: not judged]" in out and "[meets target]" not in out
+
+
+def test_sbm_graph_is_cora_like_and_a_gcn_trains_above_chance_with_digital_dfa(common: dict) -> None:
+    graph = common["sbm_graph"]()
+    n = 2708
+    assert graph.x.shape == (n, 500) and set(graph.y.tolist()) == set(range(7))
+    assert (int(graph.train.sum()), int(graph.val.sum()), int(graph.test.sum())) == (140, 500, 1000)
+    assert not bool((graph.train & graph.test).any() or (graph.val & graph.test).any())
+    assert 3.5 < 2 * graph.n_edges / n < 4.3  # mean degree 3.9 as Cora's
+    i, j = graph.adjacency.indices()
+    off = i != j
+    assert 0.7 < float((graph.y[i[off]] == graph.y[j[off]]).float().mean()) < 0.9  # Cora: 81 % of edges within a class
+    torch.manual_seed(0)
+    model = common["GCN"](500, mode="digital")
+    result = common["train_graph"](model, graph, epochs=30)
+    assert result.test_accuracy > 3 * 100 / 7  # chance: 14.3 %
+    assert result.alignment["hidden1"] > 0.2
