@@ -88,13 +88,18 @@ class Feedback(ABC):
                 f"{self._shape}, got {shape}"
             )
         start = time.perf_counter()
-        work = e.detach().to(torch.promote_types(e.dtype, torch.float32))
-        with torch.no_grad(), torch.autocast(device_type=e.device.type, enabled=False):
+        work = e.detach()
+        if work.dtype not in (torch.float32, torch.float64):
+            work = work.float()  # half precision (bf16, fp16): never round B
+        # outside autocast (a backward pass run inside an autocast region would compute in half precision)
+        precise = (torch.autocast(device_type=e.device.type, enabled=False)
+                   if torch.is_autocast_enabled(e.device.type) else contextlib.nullcontext())
+        with torch.no_grad(), precise:
             out = self._do_project(work, n_outputs)
         self.stats.wall_s += time.perf_counter() - start
         self.stats.steps += 1
         self.stats.rows += int(e.shape[0])
-        return out.to(e.dtype)
+        return out if out.dtype == e.dtype else out.to(e.dtype)
 
     @contextlib.contextmanager
     def probing(self) -> Iterator["Feedback"]:
@@ -153,7 +158,8 @@ class DigitalFeedback(Feedback):
             self._matrix = b * self.scale_for(e.shape[1])  # the scale folded in once
         if self._matrix.device != e.device:
             self._matrix = self._matrix.to(device=e.device)  # the master copy stays float32
-        return e @ self._matrix.to(e.dtype).T
+        b = self._matrix if self._matrix.dtype == e.dtype else self._matrix.to(e.dtype)  # float64 errors: a float64 copy
+        return e @ b.T
 
 
 class OpticalFeedback(Feedback):

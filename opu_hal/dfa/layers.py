@@ -131,12 +131,13 @@ class _DFAOutput(torch.autograd.Function):
 class _PassState:
     """What one forward pass leaves between the markers and the output (never copied nor pickled)."""
 
-    __slots__ = ("hidden", "pending", "token")
+    __slots__ = ("hidden", "ids", "pending", "token")
 
     def __init__(self) -> None:
         self.pending: dict[int, torch.Tensor] = {}  # id(marker) -> its tensor, until the output runs
         self.hidden: list[torch.Tensor] = []  # the marked tensors of the latest pass, until its backward
         self.token = object()  # identifies the latest pass
+        self.ids: frozenset[int] | None = None  # ids of the DFA's own markers (a replica's are not among them)
 
 
 class DFA(nn.Module):
@@ -295,13 +296,16 @@ class DFA(nn.Module):
             return h.detach()
         if not torch.is_grad_enabled():
             return h
-        if not any(layer is own for own in self._layers):
+        state = self._state
+        if state.ids is None:
+            state.ids = frozenset(map(id, self._layers))
+        if id(layer) not in state.ids:
             raise RuntimeError(
                 f"DFALayer {layer.name or ''}: expected a marker of this DFA module, got a replica of one (a shallow "
                 "copy, as torch.nn.DataParallel makes); DFA supports torch.nn.parallel.DistributedDataParallel (one "
                 "process per device, each with its own model) and copies made with copy.deepcopy"
             )
-        pending = self._state.pending
+        pending = state.pending
         if id(layer) in pending:
             # a new forward pass: the previous one never reached the output (an exception between a marker and
             # the output, or a pass that stopped early); its state is discarded
@@ -325,10 +329,13 @@ class DFA(nn.Module):
                 f"DFA: expected every marked layer to run in this forward pass before the output, got none from {missing}"
             )
         hidden = [pending[id(layer)] for layer in self._layers]
-        if not any(h.requires_grad for h in hidden):  # nothing to train through the feedback (a frozen copy)
+        frozen = [name for name, h in zip(self.names, hidden) if not h.requires_grad]
+        if len(frozen) == len(hidden):  # nothing to train through the feedback (a frozen copy)
             return out
         self._check_shapes(out, hidden)
-        self._warn_frozen(hidden)
+        for name in frozen:
+            self._warn(name, "its tensor does not require grad (a frozen layer, requires_grad=False?): it receives "
+                             "no feedback; its slice of B is kept, so unfreezing it later gives it feedback")
         if not self._checked:
             self._check_bypass(out, hidden)
         state.hidden = hidden
@@ -341,12 +348,6 @@ class DFA(nn.Module):
         if key not in self._warned:
             self._warned.add(key)
             warnings.warn(f"DFA: marked layer {name!r}: {message}", UserWarning, stacklevel=4)
-
-    def _warn_frozen(self, hidden: list[torch.Tensor]) -> None:
-        for name, h in zip(self.names, hidden):
-            if not h.requires_grad:
-                self._warn(name, "its tensor does not require grad (a frozen layer, requires_grad=False?): it "
-                                 "receives no feedback; its slice of B is kept, so unfreezing it later gives it feedback")
 
     def _check_bypass(self, out: torch.Tensor, hidden: list[torch.Tensor]) -> None:
         """Warn, once per DFA module, if backpropagation reaches a marked layer's parameters around its marker.
@@ -398,7 +399,8 @@ class DFA(nn.Module):
         parts = torch.split(projected, sizes, dim=1)
         if isinstance(self._scale, (str, tuple)):
             parts = [part * factor for part, factor in zip(parts, self.layer_scales)]
-        return [part.reshape(shape).to(dtype) for part, shape, dtype in zip(parts, shapes, dtypes)]
+        return [part.reshape(shape) if part.dtype == dtype else part.reshape(shape).to(dtype)
+                for part, shape, dtype in zip(parts, shapes, dtypes)]
 
     def extra_repr(self) -> str:
         return f"mode={self._mode!r}, layers={self.names}, token_dims={self.token_dims}"
