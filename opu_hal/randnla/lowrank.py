@@ -13,14 +13,17 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 import scipy.linalg as sla
 
 from ..validation import check_int
 from .linops import Matrix, as_matrix, check_square
-from .sketch import GaussianSketch, SketchOperator, Usage
+from .sketch import SketchOperator, Usage, resolve_sketch
+
+if TYPE_CHECKING:
+    from ..opu import OPU
 
 logger = logging.getLogger(__name__)
 
@@ -28,14 +31,6 @@ logger = logging.getLogger(__name__)
 def _orth(Y: np.ndarray) -> np.ndarray:
     """Orthonormal basis of the columns of Y (economic QR)."""
     return sla.qr(Y, mode="economic", check_finite=False)[0]
-
-
-def _check_sketch(sketch: Any, n_features: int, name: str = "sketch") -> SketchOperator:
-    if not isinstance(sketch, SketchOperator):
-        raise TypeError(f"{name}: expected a SketchOperator (OPUSketch, GaussianSketch, ...), got {type(sketch).__name__}")
-    if sketch.n_features != n_features:
-        raise ValueError(f"{name}: expected a sketch of {n_features} features, got {sketch.n_features}")
-    return sketch
 
 
 @dataclass
@@ -106,7 +101,7 @@ def _power(A: Matrix, Q: np.ndarray, iters: int, basis: np.ndarray | None = None
 
 def range_finder(
     A: Any,
-    sketch: SketchOperator | None = None,
+    sketch: SketchOperator | OPU | None = None,
     *,
     rank: int | None = None,
     tol: float | None = None,
@@ -124,7 +119,8 @@ def range_finder(
         (m, n) numpy array, scipy sparse matrix, LinearOperator or dask array.
     sketch:
         Sketch operator of ``n`` features; its size is the block size. Default: a digital
-        Gaussian sketch of ``rank + oversampling`` columns (fixed rank) or 10 (adaptive).
+        Gaussian sketch of ``rank + oversampling`` columns (fixed rank) or 10 (adaptive);
+        an OPU stands for ``OPUSketch(opu, n, size)`` of that default size.
     rank, oversampling:
         Fixed rank: the basis has ``sketch.size`` (default ``rank + oversampling``) columns.
     tol:
@@ -141,15 +137,16 @@ def range_finder(
     m, n = A.shape
     check_int(power_iters, "power_iters", low=0)
     check_int(posterior, "posterior", low=1)
-    if (rank is None) == (tol is None) and sketch is None:
+    if (rank is None) == (tol is None) and not isinstance(sketch, SketchOperator):
         raise ValueError("rank, tol: expected exactly one of a fixed rank or a tolerance, got " + (
             "both" if rank is not None else "neither"))
     if tol is not None and not (isinstance(tol, (int, float)) and 0 < tol < 1):
         raise ValueError(f"tol: expected a relative Frobenius error in (0, 1), got {tol!r}")
-    if sketch is None:
+    if isinstance(sketch, SketchOperator):
+        size = sketch.size
+    else:
         size = 10 if tol is not None else check_int(rank, "rank", low=1) + check_int(oversampling, "oversampling", low=0)
-        sketch = GaussianSketch(n, min(size, n), seed)
-    _check_sketch(sketch, n)
+    sketch = resolve_sketch(sketch, n, min(size, n), seed)
     post = _Posterior(A, posterior, seed)
     matvecs = posterior
     Y, usage = A.sketch(sketch)
@@ -176,7 +173,7 @@ def range_finder(
 def rsvd(
     A: Any,
     rank: int,
-    sketch: SketchOperator | None = None,
+    sketch: SketchOperator | OPU | None = None,
     *,
     oversampling: int = 10,
     power_iters: int = 1,
@@ -185,15 +182,14 @@ def rsvd(
     """Randomized SVD of rank ``rank``: one sketch, digital power iterations, then ``svd(Q^T A)``.
 
     ``sketch`` (n features; default a digital Gaussian sketch of ``rank + oversampling``
-    columns) must have at least ``rank`` columns. ``power_iters`` digital iterations
+    columns; an OPU stands for ``OPUSketch(opu, n, rank + oversampling)``) must have at
+    least ``rank`` columns. ``power_iters`` digital iterations
     follow the sketch. Returns ``U`` (m, rank), ``s`` (rank,), ``Vt`` (rank, n).
     """
     A = as_matrix(A)
     rank = check_int(rank, "rank", low=1, high=min(A.shape))
     check_int(oversampling, "oversampling", low=0)
-    if sketch is None:
-        sketch = GaussianSketch(A.shape[1], min(rank + oversampling, A.shape[1]), seed)
-    _check_sketch(sketch, A.shape[1])
+    sketch = resolve_sketch(sketch, A.shape[1], min(rank + oversampling, A.shape[1]), seed)
     if sketch.size < rank:
         raise ValueError(f"sketch: expected at least rank = {rank} columns, got size {sketch.size}")
     found = range_finder(A, sketch, power_iters=power_iters, seed=seed)
@@ -205,13 +201,15 @@ def rsvd(
 
 
 def nystrom(
-    A: Any, rank: int, sketch: SketchOperator | None = None, *, oversampling: int = 10, seed: int = 0
+    A: Any, rank: int, sketch: SketchOperator | OPU | None = None, *, oversampling: int = 10, seed: int = 0
 ) -> NystromResult:
     """Nyström approximation of a symmetric positive semi-definite A (stable shifted form).
 
     With an exact sketch: ``A S (S^T A S)^+ S^T A`` with a small shift (Tropp et al. 2017).
     With an inexact (optical) sketch, its only use is the range: ``Q = orth(A S)`` and
     the Nyström approximation with test matrix Q is digital (``A Q``, ``Q^T A Q``).
+    ``sketch``: default a digital Gaussian sketch of ``rank + oversampling`` columns; an
+    OPU stands for ``OPUSketch(opu, n, rank + oversampling)``.
     Returns ``U`` (n, rank) and the eigenvalues (rank,), largest first.
     """
     A = as_matrix(A)
@@ -219,9 +217,7 @@ def nystrom(
     n = A.shape[0]
     rank = check_int(rank, "rank", low=1, high=n)
     check_int(oversampling, "oversampling", low=0)
-    if sketch is None:
-        sketch = GaussianSketch(n, min(rank + oversampling, n), seed)
-    _check_sketch(sketch, n)
+    sketch = resolve_sketch(sketch, n, min(rank + oversampling, n), seed)
     if sketch.size < rank:
         raise ValueError(f"sketch: expected at least rank = {rank} columns, got size {sketch.size}")
     Y, usage = A.sketch(sketch)
@@ -266,15 +262,17 @@ class SingleViewSketch:
         Rank of the approximation.
     range_sketch, corange_sketch:
         Sketches of n and m features; defaults: digital Gaussian of k = 2 rank + 1 and
-        l = 2 k + 1 columns (the sizes Tropp et al. recommend).
+        l = 2 k + 1 columns (the sizes Tropp et al. recommend). An OPU stands for
+        ``OPUSketch(opu, n, k)`` (range) and ``OPUSketch(opu, m, l, offset=k)`` (co-range:
+        the outputs after the range's, so that the two test matrices are independent).
     """
 
     def __init__(
         self,
         shape: tuple[int, int],
         rank: int,
-        range_sketch: SketchOperator | None = None,
-        corange_sketch: SketchOperator | None = None,
+        range_sketch: SketchOperator | OPU | None = None,
+        corange_sketch: SketchOperator | OPU | None = None,
         *,
         seed: int = 0,
     ) -> None:
@@ -284,13 +282,10 @@ class SingleViewSketch:
         self.shape = (m, n)
         self.rank = check_int(rank, "rank", low=1, high=min(m, n))
         k = min(2 * self.rank + 1, n)
-        self.range_sketch = _check_sketch(
-            range_sketch if range_sketch is not None else GaussianSketch(n, k, seed), n, "range_sketch"
-        )
-        self.corange_sketch = _check_sketch(
-            corange_sketch if corange_sketch is not None else GaussianSketch(m, min(2 * k + 1, m), seed + 1),
-            m,
-            "corange_sketch",
+        self.range_sketch = resolve_sketch(range_sketch, n, k, seed, name="range_sketch")
+        self.corange_sketch = resolve_sketch(
+            corange_sketch, m, min(2 * self.range_sketch.size + 1, m), seed + 1, name="corange_sketch",
+            offset=self.range_sketch.size,
         )
         if self.range_sketch.size < self.rank or self.corange_sketch.size < self.range_sketch.size:
             raise ValueError(
@@ -326,8 +321,8 @@ class SingleViewSketch:
 def single_view(
     A: Any,
     rank: int,
-    range_sketch: SketchOperator | None = None,
-    corange_sketch: SketchOperator | None = None,
+    range_sketch: SketchOperator | OPU | None = None,
+    corange_sketch: SketchOperator | OPU | None = None,
     *,
     seed: int = 0,
 ) -> SVDResult:

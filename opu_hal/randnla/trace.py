@@ -59,7 +59,7 @@ numbers); truncating Q to its top 16 or 24 Ritz vectors (up to 24x worse); NA-Hu
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import scipy.linalg as sla
@@ -68,8 +68,11 @@ from scipy.sparse.linalg import LinearOperator
 
 from ..validation import check_int
 from .linops import Matrix, as_matrix, check_square
-from .lowrank import _check_sketch, _orth
-from .sketch import GaussianSketch, SketchOperator, Usage
+from .lowrank import _orth
+from .sketch import SketchOperator, Usage, resolve_sketch
+
+if TYPE_CHECKING:
+    from ..opu import OPU
 
 Method = Literal["hutchinson", "hutch++", "na-hutch++", "xtrace", "nystrom++"]
 
@@ -86,10 +89,9 @@ class TraceResult:
         return float(self.estimate)
 
 
-def _sketch_for(sketch: SketchOperator | None, n: int, size: int, seed: int) -> SketchOperator:
-    if sketch is None:
-        return GaussianSketch(n, size, seed)
-    _check_sketch(sketch, n)
+def _sketch_for(sketch: Any, n: int, size: int, seed: int) -> SketchOperator:
+    """The estimator's sketch of ``size`` columns: given, a Gaussian default, or ``OPUSketch(opu, n, size)``."""
+    sketch = resolve_sketch(sketch, n, size, seed)
     if sketch.size != size:
         raise ValueError(f"sketch: expected size {size} for this number of matvecs, got {sketch.size}")
     return sketch
@@ -111,7 +113,7 @@ def _prepare(A: Any, matvecs: int, parts: int) -> tuple[Matrix, int]:
     return A, matvecs // parts
 
 
-def hutchinson(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
+def hutchinson(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
     """Hutchinson's estimator ``mean_j g_j^T A g_j`` with ``matvecs`` test vectors (the sketch's size)."""
     A, k = _prepare(A, matvecs, 1)
     sketch = _sketch_for(sketch, A.shape[0], k, seed)
@@ -158,7 +160,7 @@ def _fresh_vectors(sketch: SketchOperator, count: int) -> np.ndarray:
 
 
 def hutchpp(
-    A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0, power_iters: int = 0
+    A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0, power_iters: int = 0
 ) -> TraceResult:
     """Hutch++ (Meyer, Musco, Musco, Woodruff 2021) with ``matvecs`` products, any square A.
 
@@ -185,7 +187,7 @@ def hutchpp(
     return TraceResult(_hutchpp_from_range(A, Y, G), (power_iters + 2) * k + m, sketch.usage() - before)
 
 
-def nystrompp(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
+def nystrompp(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
     """Nyström++ for a symmetric positive semi-definite A with ``matvecs`` products: k = matvecs // 3.
 
     ``A S`` (k columns, through the sketch: optically for an OPU), ``Q = orth(A S)``,
@@ -219,7 +221,7 @@ def nystrompp(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96
     return TraceResult(float(np.sum(F * F)) + tail, 3 * k, sketch.usage() - before)
 
 
-def na_hutchpp(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
+def na_hutchpp(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
     """Non-adaptive Hutch++: all products in one round; k = matvecs // 4.
 
     ``Z = A R`` (k columns, through the sketch), ``W = S^T A`` (2k realized vectors) and
@@ -243,7 +245,7 @@ def na_hutchpp(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 9
     return TraceResult(head + tail, 4 * k, sketch.usage() - before)
 
 
-def xtrace(A: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
+def xtrace(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
     """XTrace (Epperly, Tropp, Webber 2024): exchangeable leave-one-out Hutch++; s = matvecs // 2 vectors.
 
     Every test vector both builds the deflation basis of the others and serves as the
@@ -277,7 +279,7 @@ _METHODS = {"hutchinson": hutchinson, "hutch++": hutchpp, "na-hutch++": na_hutch
 
 
 def trace(
-    A: Any, sketch: SketchOperator | None = None, *, method: Method = "hutch++", matvecs: int = 96, seed: int = 0
+    A: Any, sketch: SketchOperator | OPU | None = None, *, method: Method = "hutch++", matvecs: int = 96, seed: int = 0
 ) -> TraceResult:
     """Estimate ``tr(A)`` of a square matrix with ``matvecs`` products, by ``method`` (``"nystrom++"``: PSD A).
 
@@ -290,7 +292,7 @@ def trace(
 
 
 def triangle_count(
-    adjacency: Any, sketch: SketchOperator | None = None, *, matvecs: int = 96, seed: int = 0
+    adjacency: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0
 ) -> TraceResult:
     """Triangles of an undirected graph, ``tr(A^3) / 6``, by Hutch++ on ``A^3``.
 
