@@ -31,7 +31,7 @@ import numpy as np
 from opu_hal.randnla.lowrank import rsvd, single_view
 from opu_hal.randnla.lstsq import lstsq
 from opu_hal.randnla.sketch import GaussianSketch, OPUSketch, SparseSignSketch
-from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, xtrace
+from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, power_nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "poly 1/j": lambda j: 1.0 / j,
@@ -121,20 +121,22 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
     """Median relative error and signed bias over ``trials`` of each estimator, digital and OPU.
 
     Every product with A counts as a matvec, optical or digital. OPU Hutch++ and OPU
-    Nyström++ of a trial use the same optical sketch (one block of outputs for ``A S``, the
+    Nyström++ after a power step (:func:`power_nystrompp`) of a trial use the same optical sketch (one block of outputs for ``A S``, the
     next for the test vectors), so their comparison is paired. ``vs Hutch++`` is the ratio of
     median errors to digital Hutch++ (Gaussian vectors, same matvecs); ``vs same`` to the
     digital run of the same estimator. ``Hutch++ (1 digital power step)`` is :func:`hutchpp`
     with ``power_iters=1`` (k1 = floor(7 matvecs / 24) optical columns, 2 k1 digital products,
     the rest Hutchinson vectors); its OPU run takes the first k1 outputs of the Hutch++ block
-    and the k1 after them, so it is paired with plain OPU Hutch++ at no extra frame.
+    and the k1 after them, so it is paired with plain OPU Hutch++ at no extra frame. The
+    published two-block Nyström++ (:func:`nystrompp`) runs digitally only.
     """
     k3, k4 = matvecs // 3, matvecs // 4
     k1 = hutchpp_sizes(matvecs, 1)[0]  # <= k3: fits in the Hutch++ blocks (S, G)
     per_trial = 2 * k3 + 4 * k4  # OPU blocks: Hutch++ and Nyström++ (S, G), NA-Hutch++ (R, S, S, G)
     powered = "Hutch++ (1 digital power step)"
     estimators = {"Hutchinson": (hutchinson, matvecs), "Hutch++": (hutchpp, k3),
-                  powered: (partial(hutchpp, power_iters=1), k1), "Nystrom++": (nystrompp, k3),
+                  powered: (partial(hutchpp, power_iters=1), k1), "Nystrom++ (power step)": (power_nystrompp, k3),
+                  "Nystrom++": (nystrompp, matvecs // 2),
                   "NA-Hutch++": (na_hutchpp, k4), "XTrace": (xtrace, matvecs // 2)}
     print(f"\n== trace: {n} x {n} PSD, {matvecs} matvecs, {trials} trials ==")
     print(f"{'matrix':<18}{'method':<40}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs Hutch++':>11}"
@@ -145,18 +147,19 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
             truth = float(np.trace(A))
             digital = {m: [fn(A, GaussianSketch(n, size, seed + 1000 * t), matvecs=matvecs).estimate
                            for t in range(trials)] for m, (fn, size) in estimators.items()}
-            optical: dict[str, list[float]] = {"Hutch++": [], powered: [], "Nystrom++": [], "NA-Hutch++": []}
+            optical: dict[str, list[float]] = {"Hutch++": [], powered: [], "Nystrom++ (power step)": [],
+                                           "NA-Hutch++": []}
             frames = 0
             for t in range(trials):
                 base = t * per_trial
                 range_sketch = OPUSketch(opu, n, k3, offset=base)
                 r1 = hutchpp(A, range_sketch, matvecs=matvecs)
-                r2 = nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
+                r2 = power_nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
                 r3 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
                 r4 = hutchpp(A, range_sketch.block(base, k1), matvecs=matvecs, power_iters=1)  # cached: no new frames
                 optical["Hutch++"].append(r1.estimate)
                 optical[powered].append(r4.estimate)
-                optical["Nystrom++"].append(r2.estimate)
+                optical["Nystrom++ (power step)"].append(r2.estimate)
                 optical["NA-Hutch++"].append(r3.estimate)
                 frames += r1.usage.frames + r2.usage.frames + r3.usage.frames + r4.usage.frames
 

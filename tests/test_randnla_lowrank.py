@@ -109,3 +109,24 @@ def test_lowrank_rejects_bad_arguments():
         range_finder(A, tol=2.0)
     with pytest.raises(ValueError, match="A: expected finite values"):
         rsvd(np.full((4, 4), np.inf), 1)
+
+
+def test_single_view_with_a_noisy_drifting_opu_uses_one_realization_of_psi():
+    # the formula X = (Psi Q)^+ W holds only if W = Psi A and Psi Q use the same Psi; a
+    # physical emulated OPU with medium drift gives each acquisition new noise and a moved
+    # medium, so the result must equal the computation from one realization of Psi
+    # (square A: both sketches use one fit of the OPU, which keeps its realized matrix)
+    A = spectral_matrix(32, 32, 0.7 ** np.arange(32))
+    with OPU("emu://?drift_tau_s=0.5", n_components=40, seed=2, progress=False) as device:
+        range_sketch = OPUSketch(device, 32, 7)
+        corange_sketch = OPUSketch(device, 32, 15, offset=7)
+        stream = SingleViewSketch(A.shape, 3, range_sketch, corange_sketch)
+        stream.update(A)
+        result = stream.approximation()
+        T = corange_sketch.realize()  # kept by the sketch: the same numbers, no new frames
+    Q = np.linalg.qr(stream.Y)[0]
+    X = np.linalg.lstsq(T.T @ Q, T.T @ A, rcond=None)[0]
+    Ux, s, Vt = np.linalg.svd(X, full_matrices=False)
+    np.testing.assert_allclose(result.s, s[:3], rtol=1e-9)
+    np.testing.assert_allclose((result.U * result.s) @ result.Vt, (Q @ Ux[:, :3] * s[:3]) @ Vt[:3], atol=1e-9)
+    assert result.matvecs == 7 + 15 and result.usage.frames > 0

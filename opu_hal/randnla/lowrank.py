@@ -7,6 +7,11 @@ matrix: it spends a few columns of the sketch, which oversampling covers, and a 
 power iteration (``A (A^T Q)``) removes what lies outside the range of A. A second
 optical pass (``S^T (A S)``) would focus light on single pixels and saturate them, so it
 is never made.
+
+``matvecs`` in every result (here and in :mod:`opu_hal.randnla.trace`) counts the products
+of A or A^T with vectors, optical or digital, the sketch ``A S`` included (its k columns;
+a LinearOperator sketched by an inexact sketch gives up its m rows first, m products with
+A^T); :attr:`Matrix.products` counts them where they happen.
 """
 
 from __future__ import annotations
@@ -38,19 +43,23 @@ class RangeResult:
     """An orthonormal basis ``Q`` (m, k) of an approximate range of A.
 
     ``error_estimate``: posterior estimate of ``||A - Q Q^T A||_F / ||A||_F`` from
-    ``posterior`` digital Gaussian test vectors (unbiased for the squared errors).
-    ``usage``: device frames and time (s); ``matvecs``: digital products with A or A^T (columns).
+    ``posterior`` digital Gaussian test vectors (unbiased for the squared errors); None
+    when it was not asked for. ``usage``: device frames and time (s); ``matvecs``:
+    products with A or A^T (columns), the sketch included.
     """
 
     Q: np.ndarray
-    error_estimate: float
+    error_estimate: float | None
     usage: Usage = field(default_factory=Usage)
     matvecs: int = 0
 
 
 @dataclass
 class SVDResult:
-    """A truncated SVD ``U diag(s) Vt``; unpacks as ``U, s, Vt = result``."""
+    """A truncated SVD ``U diag(s) Vt``; unpacks as ``U, s, Vt = result``.
+
+    ``matvecs``: products with A or A^T (columns), the sketch included.
+    """
 
     U: np.ndarray
     s: np.ndarray
@@ -64,7 +73,10 @@ class SVDResult:
 
 @dataclass
 class NystromResult:
-    """A PSD approximation ``U diag(eigenvalues) U^T``; unpacks as ``U, eigenvalues = result``."""
+    """A PSD approximation ``U diag(eigenvalues) U^T``; unpacks as ``U, eigenvalues = result``.
+
+    ``matvecs``: products with A (columns), the sketch included.
+    """
 
     U: np.ndarray
     eigenvalues: np.ndarray
@@ -108,7 +120,7 @@ def range_finder(
     oversampling: int = 10,
     power_iters: int = 0,
     max_rank: int | None = None,
-    posterior: int = 10,
+    posterior: int | None = 10,
     seed: int = 0,
 ) -> RangeResult:
     """An orthonormal basis Q with ``A ~ Q Q^T A``, of fixed or adaptive rank.
@@ -129,14 +141,16 @@ def range_finder(
     power_iters:
         Digital power iterations per block.
     posterior:
-        Digital Gaussian test vectors of the posterior error estimate.
+        Digital Gaussian test vectors of the posterior error estimate (``posterior``
+        products with A); None: no estimate (fixed rank only; ``error_estimate`` is None).
     seed:
         Seed of the default sketch and of the posterior test vectors.
     """
     A = as_matrix(A)
     m, n = A.shape
     check_int(power_iters, "power_iters", low=0)
-    check_int(posterior, "posterior", low=1)
+    if posterior is not None or tol is not None:
+        check_int(posterior, "posterior", low=1)
     if (rank is None) == (tol is None) and not isinstance(sketch, SketchOperator):
         raise ValueError("rank, tol: expected exactly one of a fixed rank or a tolerance, got " + (
             "both" if rank is not None else "neither"))
@@ -147,11 +161,10 @@ def range_finder(
     else:
         size = 10 if tol is not None else check_int(rank, "rank", low=1) + check_int(oversampling, "oversampling", low=0)
     sketch = resolve_sketch(sketch, n, min(size, n), seed)
-    post = _Posterior(A, posterior, seed)
-    matvecs = posterior
+    start = A.products
+    post = None if posterior is None else _Posterior(A, posterior, seed)
     Y, usage = A.sketch(sketch)
     Q = _power(A, _orth(Y), power_iters)
-    matvecs += 2 * power_iters * Q.shape[1]
     if tol is not None:
         limit = min(m, n) if max_rank is None else check_int(max_rank, "max_rank", low=1)
         error = post.relative_error(Q)
@@ -162,12 +175,12 @@ def range_finder(
             for _ in range(2):  # block Gram-Schmidt, twice for stability
                 Y -= Q @ (Q.T @ Y)
             block = _power(A, _orth(Y), power_iters, Q)
-            matvecs += 2 * power_iters * block.shape[1]
             Q = np.hstack([Q, block])[:, :limit]
             error = post.relative_error(Q)
             logger.debug("adaptive range: %d columns, estimated error %.3e", Q.shape[1], error)
-        return RangeResult(Q, error, usage, matvecs)
-    return RangeResult(Q, post.relative_error(Q), usage, matvecs)
+        return RangeResult(Q, error, usage, A.products - start)
+    error = None if post is None else post.relative_error(Q)
+    return RangeResult(Q, error, usage, A.products - start)
 
 
 def rsvd(
@@ -192,12 +205,13 @@ def rsvd(
     sketch = resolve_sketch(sketch, A.shape[1], min(rank + oversampling, A.shape[1]), seed)
     if sketch.size < rank:
         raise ValueError(f"sketch: expected at least rank = {rank} columns, got size {sketch.size}")
-    found = range_finder(A, sketch, power_iters=power_iters, seed=seed)
+    start = A.products
+    found = range_finder(A, sketch, power_iters=power_iters, posterior=None, seed=seed)
     Q = found.Q
     Bt = A.rmatmat(Q)  # (Q^T A)^T, digital
     Ub, s, Vt = sla.svd(Bt.T, full_matrices=False, check_finite=False)
     U = Q @ Ub[:, :rank]
-    return SVDResult(U, s[:rank], Vt[:rank], found.usage, found.matvecs + Q.shape[1])
+    return SVDResult(U, s[:rank], Vt[:rank], found.usage, A.products - start)
 
 
 def nystrom(
@@ -220,14 +234,13 @@ def nystrom(
     sketch = resolve_sketch(sketch, n, min(rank + oversampling, n), seed)
     if sketch.size < rank:
         raise ValueError(f"sketch: expected at least rank = {rank} columns, got size {sketch.size}")
+    start = A.products
     Y, usage = A.sketch(sketch)
-    matvecs = 0
     if sketch.exact:
         omega = sketch.realize()
     else:
         omega = _orth(Y)
         Y = A.matmat(omega)
-        matvecs = omega.shape[1]
     shift = np.sqrt(n) * np.finfo(np.float64).eps * np.linalg.norm(Y, 2)
     Y_shift = Y + shift * omega
     core = omega.T @ Y_shift
@@ -241,7 +254,7 @@ def nystrom(
         B = Y_shift @ (V[:, keep] / np.sqrt(w[keep]))
     U, sigma, _ = sla.svd(B, full_matrices=False, check_finite=False)
     eigenvalues = np.maximum(sigma**2 - shift, 0.0)
-    return NystromResult(U[:, :rank], eigenvalues[:rank], usage, matvecs)
+    return NystromResult(U[:, :rank], eigenvalues[:rank], usage, A.products - start)
 
 
 class SingleViewSketch:
@@ -250,9 +263,12 @@ class SingleViewSketch:
     A is never stored: linear updates ``A += H`` change only the range sketch
     ``Y = A S`` (m, k) and the co-range sketch ``W = Psi A`` (l, n), with ``Psi = T^T``
     for a second sketch T of m features. ``approximation()`` gives the rank-``rank`` SVD
-    from ``Q = orth(Y)``, ``X = (Psi Q)^+ W``. Every product goes through the sketches,
-    so an optical sketch's noise reaches the result: streaming leaves no digital second
-    look at A.
+    from ``Q = orth(Y)``, ``X = (Psi Q)^+ W``. The range sketch goes through the sketch
+    operator (optically for an OPU: its noise reaches Q, streaming leaves no digital
+    second look at A). The formula needs the same Psi in ``W`` and in ``Psi Q``, so an
+    inexact (optical) co-range sketch is realized once, when the streaming sketch is made
+    (``corange_sketch.realize()``, counted in ``usage``), and both products use those
+    numbers digitally: two optical acquisitions would carry different noise (and drift).
 
     Parameters
     ----------
@@ -294,28 +310,38 @@ class SingleViewSketch:
             )
         self.Y = np.zeros((m, self.range_sketch.size))
         self.W = np.zeros((self.corange_sketch.size, n))
-        self.usage = Usage()
+        self.matvecs = 0
+        before = self.corange_sketch.usage()
+        #: the co-range test matrix T (m, l) when realized once (inexact sketch), else None
+        self._psi_t = None if self.corange_sketch.exact else self.corange_sketch.realize()
+        self.usage = self.corange_sketch.usage() - before
 
     def update(self, H: Any) -> None:
         """Add the (m, n) matrix H (numpy, scipy sparse, LinearOperator or dask) to the sketched A."""
         H = as_matrix(H, "H")
         if H.shape != self.shape:
             raise ValueError(f"H: expected shape {self.shape}, got {H.shape}")
+        start = H.products
         Y, spent_y = H.sketch(self.range_sketch)
-        Wt, spent_w = H.T.sketch(self.corange_sketch)
+        if self._psi_t is None:
+            Wt, spent_w = H.T.sketch(self.corange_sketch)
+        else:
+            Wt, spent_w = H.rmatmat(self._psi_t), Usage()
         self.Y += Y
         self.W += Wt.T
         self.usage += spent_y + spent_w
+        self.matvecs += H.products - start
 
     def approximation(self) -> SVDResult:
         """The rank-``rank`` SVD of the sketched A."""
         Q = _orth(self.Y)
-        before = self.corange_sketch.usage()
-        psi_q = self.corange_sketch.apply(Q.T).T  # (l, k)
+        if self._psi_t is None:
+            psi_q = self.corange_sketch.apply(Q.T).T  # (l, k), exact: the same Psi as in W
+        else:
+            psi_q = self._psi_t.T @ Q
         X = sla.lstsq(psi_q, self.W, check_finite=False)[0]  # (k, n)
         Ux, s, Vt = sla.svd(X, full_matrices=False, check_finite=False)
-        usage = self.usage + (self.corange_sketch.usage() - before)
-        return SVDResult(Q @ Ux[:, : self.rank], s[: self.rank], Vt[: self.rank], usage, 0)
+        return SVDResult(Q @ Ux[:, : self.rank], s[: self.rank], Vt[: self.rank], self.usage, self.matvecs)
 
 
 def single_view(
