@@ -1,7 +1,8 @@
 """``opu-hal bench randnla``: RandNLA on the emulated OPU side by side with digital references.
 
 Run ``python -m benchmarks.randnla`` (or ``opu-hal bench randnla``); ``--help`` lists the
-sections and sizes.
+sections and sizes. ``--quick`` (seconds; a smoke test whose figures are too noisy to
+quote) runs rsvd, trace and lstsq at small sizes (``QUICK``); options given beside it win.
 
 Sections (each printing ratios measured in the same run):
 
@@ -273,6 +274,11 @@ def bench_dask(m: int, n: int, chunk_rows: int, rank: int, workers: int, memory_
     return {"s_diff": s_diff, "recon": recon, "peaks": peaks, "limits": limits, "restarted": before != after}
 
 
+#: Defaults of ``--quick``: small problems, few trials, no Dask cluster.
+QUICK: dict[str, Any] = {"sections": "rsvd,trace,lstsq", "m": 150, "n": 64, "rank": 6, "oversampling": 6,
+                         "matvecs": 24, "trials": 4, "lstsq_shape": "400x20", "lstsq_opu_shape": "120x8"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of the RandNLA benchmark."""
     parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0])
@@ -291,7 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dask-shape", default="200000x2000", help="matrix of the Dask run")
     parser.add_argument("--dask-chunk-rows", type=int, default=10000, help="rows per Dask chunk")
     parser.add_argument("--dask-memory-limit", default="1GiB", help="memory limit of each of the 2 workers")
+    parser.add_argument("--quick", action="store_true", help="smoke test in seconds: small sizes (QUICK), no dask")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, with the ``QUICK`` defaults when ``--quick`` is among them."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if "--quick" in argv:
+        parser.set_defaults(**QUICK)
+    return parser.parse_args(argv)
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -299,11 +315,10 @@ def _shape(text: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the selected sections and print their tables."""
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the selected sections, print their tables and return their rows by section."""
     from opu_hal import OPU
 
-    args = build_parser().parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     unknown = sections - {"rsvd", "trace", "lstsq", "dask"}
     if unknown:
@@ -312,19 +327,26 @@ def main(argv: list[str] | None = None) -> int:
     def opu_factory(n_components: int) -> Any:
         return OPU(args.device, n_components=n_components, seed=args.seed, progress=False)
 
+    out: dict[str, Any] = {}
     if "rsvd" in sections:
         size = args.rank + args.oversampling
         with opu_factory(2 * size + 1) as opu:
-            bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed)
+            out["rsvd"] = bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed)
     if "trace" in sections:
-        bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed)
+        out["trace"] = bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed)
     if "lstsq" in sections:
         m, n = _shape(args.lstsq_shape)
         om, on = _shape(args.lstsq_opu_shape)
-        bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on)
+        out["lstsq"] = bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on)
     if "dask" in sections:
         m, n = _shape(args.dask_shape)
-        bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
+        out["dask"] = bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected sections and print their tables."""
+    run(parse_args(argv))
     return 0
 
 
