@@ -189,3 +189,31 @@ def test_nystrompp_is_the_published_two_block_estimator(psd):
     A_N = Y @ np.linalg.pinv(W.realize().T @ Y) @ Y.T
     by_hand = np.trace(A_N) + np.trace(G.T @ (psd - A_N) @ G) / 12
     assert nystrompp(psd, W, matvecs=24).estimate == pytest.approx(by_hand, rel=1e-9)
+
+
+@pytest.mark.parametrize("estimator, spectrum", [(hutchpp, lambda j: 1.0 / j), (nystrompp, lambda j: 1.0 / j**2),
+                                                 (hutchinson, lambda j: 0.9**j)])
+def test_95_percent_intervals_cover_the_trace_at_their_nominal_rate(estimator, spectrum):
+    # 200 trials, digital Gaussian sketch, 48 matvecs (16 Hutchinson terms for Hutch++, 24 for
+    # Nystrom++, 48 for Hutchinson): coverage is binomial(200, 0.95), 95 % +- 1.5 %, so 90-99 %
+    # leaves over 3 standard deviations each side
+    n = 200
+    V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+    A = (V * spectrum(np.arange(1, n + 1))) @ V.T
+    truth = np.trace(A)
+    covered = []
+    for seed in range(200):
+        result = estimator(A, matvecs=48, seed=seed)
+        low, high = result.interval(0.95)
+        covered.append(low <= truth <= high)
+        assert result.std_error > 0 and result.dof >= 15
+    assert 0.90 <= np.mean(covered) <= 0.99
+
+
+def test_interval_needs_a_standard_error_and_a_confidence_in_0_1(psd):
+    with pytest.raises(ValueError, match="confidence: this estimate has no standard error"):
+        xtrace(psd, matvecs=24).interval()
+    with pytest.raises(ValueError, match="confidence: expected"):
+        hutchpp(psd, matvecs=24).interval(1.5)
+    wide, narrow = hutchpp(psd, matvecs=24).interval(0.99), hutchpp(psd, matvecs=24).interval(0.5)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]

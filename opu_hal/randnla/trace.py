@@ -65,9 +65,10 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import scipy.linalg as sla
 import scipy.sparse as sp
+from scipy import stats
 from scipy.sparse.linalg import LinearOperator
 
-from ..validation import check_int
+from ..validation import check_int, check_number
 from .linops import Matrix, as_matrix, check_square
 from .lowrank import _orth
 from .sketch import SketchOperator, Usage, resolve_sketch
@@ -80,14 +81,45 @@ Method = Literal["hutchinson", "hutch++", "na-hutch++", "xtrace", "nystrom++", "
 
 @dataclass
 class TraceResult:
-    """A trace estimate; ``matvecs``: products with A (columns), ``usage``: device frames and time (s)."""
+    """A trace estimate; ``matvecs``: products with A (columns), ``usage``: device frames and time (s).
+
+    ``std_error``: the estimate's standard error from the sample variance of its m
+    Hutchinson terms (``dof`` = m - 1 degrees of freedom), given the deflation basis, which
+    the terms do not depend on; None for estimators without one (NA-Hutch++, XTrace,
+    triangle counting) or with a single Hutchinson vector.
+    """
 
     estimate: float
     matvecs: int
     usage: Usage = field(default_factory=Usage)
+    std_error: float | None = None
+    dof: int = 0
 
     def __float__(self) -> float:
         return float(self.estimate)
+
+    def interval(self, confidence: float = 0.95) -> tuple[float, float]:
+        """Student-t confidence interval ``estimate ± t_(dof) std_error`` for ``tr(A)`` at ``confidence``.
+
+        Exact for normally distributed Hutchinson terms; with m of a few tens and a deflated
+        remainder without a dominant direction its coverage is close to nominal (95 %
+        intervals of digital Hutch++ at 48 matvecs covered the truth in 90-99 % of 200
+        trials, ``tests/test_randnla_trace.py``).
+        """
+        check_number(confidence, "confidence", low=0, high=1, low_open=True, high_open=True)
+        if self.std_error is None:
+            raise ValueError("confidence: this estimate has no standard error (an estimator with Hutchinson terms "
+                             "and at least two test vectors has one)")
+        half = float(stats.t.ppf(0.5 + confidence / 2, self.dof)) * self.std_error
+        return self.estimate - half, self.estimate + half
+
+
+def _mean_and_error(terms: np.ndarray) -> tuple[float, float | None, int]:
+    """Mean of the Hutchinson terms, its standard error (None for one term) and the degrees of freedom."""
+    m = terms.size
+    if m < 2:
+        return float(terms.mean()), None, 0
+    return float(terms.mean()), float(terms.std(ddof=1) / np.sqrt(m)), m - 1
 
 
 def _sketch_for(sketch: Any, n: int, size: int, seed: int) -> SketchOperator:
@@ -120,16 +152,17 @@ def hutchinson(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: i
     sketch = _sketch_for(sketch, A.shape[0], k, seed)
     before = sketch.usage()
     G = _test_vectors(sketch)
-    estimate = float(np.einsum("ij,ij->", G, A.matmat(G)) / k)
-    return TraceResult(estimate, k, sketch.usage() - before)
+    estimate, error, dof = _mean_and_error(np.einsum("ij,ij->j", G, A.matmat(G)))
+    return TraceResult(estimate, k, sketch.usage() - before, error, dof)
 
 
-def _hutchpp_from_range(A: Matrix, Y: np.ndarray, G: np.ndarray) -> float:
-    """``tr(Q^T A Q) + tr(G'^T A G') / k`` with ``Q = orth(Y)`` and ``G' = (I - Q Q^T) G``."""
+def _hutchpp_from_range(A: Matrix, Y: np.ndarray, G: np.ndarray) -> tuple[float, float | None, int]:
+    """``tr(Q^T A Q) + tr(G'^T A G') / k`` with ``Q = orth(Y)`` and ``G' = (I - Q Q^T) G``; standard error, dof."""
     Q = _orth(Y)
     head = float(np.einsum("ij,ij->", Q, A.matmat(Q)))
     G = G - Q @ (Q.T @ G)
-    return head + float(np.einsum("ij,ij->", G, A.matmat(G)) / G.shape[1])
+    tail, error, dof = _mean_and_error(np.einsum("ij,ij->j", G, A.matmat(G)))
+    return head + tail, error, dof
 
 
 def hutchpp_sizes(matvecs: int, power_iters: int = 0) -> tuple[int, int]:
@@ -185,7 +218,8 @@ def hutchpp(
     for _ in range(power_iters):
         Y = A.matmat(_orth(Y))
     G = _fresh_vectors(sketch, m)
-    return TraceResult(_hutchpp_from_range(A, Y, G), (power_iters + 2) * k + m, sketch.usage() - before)
+    estimate, error, dof = _hutchpp_from_range(A, Y, G)
+    return TraceResult(estimate, (power_iters + 2) * k + m, sketch.usage() - before, error, dof)
 
 
 def _psd_factor(Y: np.ndarray, core: np.ndarray) -> np.ndarray:
@@ -203,11 +237,11 @@ def _psd_factor(Y: np.ndarray, core: np.ndarray) -> np.ndarray:
     return Y @ (V[:, keep] / np.sqrt(w[keep]))
 
 
-def _nystrom_corrected(A: Matrix, F: np.ndarray, G: np.ndarray) -> float:
-    """``tr(A_N) + mean_j (g_j^T A g_j - g_j^T A_N g_j)`` with ``A_N = F F^T``."""
+def _nystrom_corrected(A: Matrix, F: np.ndarray, G: np.ndarray) -> tuple[float, float | None, int]:
+    """``tr(A_N) + mean_j (g_j^T A g_j - g_j^T A_N g_j)`` with ``A_N = F F^T``; standard error, dof."""
     FG = F.T @ G
-    tail = (float(np.einsum("ij,ij->", G, A.matmat(G))) - float(np.sum(FG * FG))) / G.shape[1]
-    return float(np.sum(F * F)) + tail
+    tail, error, dof = _mean_and_error(np.einsum("ij,ij->j", G, A.matmat(G)) - np.sum(FG * FG, axis=0))
+    return float(np.sum(F * F)) + tail, error, dof
 
 
 def nystrompp(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
@@ -229,8 +263,8 @@ def nystrompp(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: in
     omega = sketch.realize()
     Y = A.sketch(sketch)[0] if sketch.exact else A.matmat(omega)
     F = _psd_factor(Y, omega.T @ Y)
-    estimate = _nystrom_corrected(A, F, _test_vectors(sketch.fresh()))
-    return TraceResult(estimate, A.products - start, sketch.usage() - before)
+    estimate, error, dof = _nystrom_corrected(A, F, _test_vectors(sketch.fresh()))
+    return TraceResult(estimate, A.products - start, sketch.usage() - before, error, dof)
 
 
 def power_nystrompp(
@@ -253,8 +287,8 @@ def power_nystrompp(
     Q = _orth(Y)
     Z = A.matmat(Q)
     F = _psd_factor(Z, Q.T @ Z)
-    estimate = _nystrom_corrected(A, F, _test_vectors(sketch.fresh()))
-    return TraceResult(estimate, A.products - start, sketch.usage() - before)
+    estimate, error, dof = _nystrom_corrected(A, F, _test_vectors(sketch.fresh()))
+    return TraceResult(estimate, A.products - start, sketch.usage() - before, error, dof)
 
 
 def na_hutchpp(A: Any, sketch: SketchOperator | OPU | None = None, *, matvecs: int = 96, seed: int = 0) -> TraceResult:
@@ -355,5 +389,5 @@ def triangle_count(
     AS, _ = A.sketch(sketch)
     Y = A.matmat(A.matmat(AS))
     G = _test_vectors(sketch.fresh())
-    estimate = _hutchpp_from_range(cube, Y, G) / 6.0
+    estimate = _hutchpp_from_range(cube, Y, G)[0] / 6.0
     return TraceResult(estimate, 3 * k, sketch.usage() - before)
