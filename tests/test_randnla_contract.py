@@ -14,6 +14,7 @@ from opu_hal import OPU
 from opu_hal.randnla import (
     OPUSketch,
     SingleViewSketch,
+    block_krylov_svd,
     hutchinson,
     hutchpp,
     lstsq,
@@ -43,6 +44,7 @@ CASES = {
     "range_finder": (lambda s: range_finder(A, s, rank=6), lambda o: OPUSketch(o, N, 16), lambda r: r.Q),
     "range_finder adaptive": (lambda s: range_finder(A, s, tol=0.1), lambda o: OPUSketch(o, N, 10), lambda r: r.Q),
     "rsvd": (lambda s: rsvd(A, 6, s), lambda o: OPUSketch(o, N, 16), lambda r: r.s),
+    "block_krylov_svd": (lambda s: block_krylov_svd(A, 6, s), lambda o: OPUSketch(o, N, 16), lambda r: r.s),
     "nystrom": (lambda s: nystrom(P, 6, s), lambda o: OPUSketch(o, N, 16), lambda r: r.eigenvalues),
     "single_view": (lambda s: single_view(P, 3, s, s), lambda o: (OPUSketch(o, N, 7), OPUSketch(o, N, 15, offset=7)),
                     lambda r: r.s),

@@ -14,6 +14,7 @@ from opu_hal import OPU
 from opu_hal.randnla import (
     GaussianSketch,
     OPUSketch,
+    block_krylov_svd,
     hutchinson,
     hutchpp,
     na_hutchpp,
@@ -60,6 +61,7 @@ CASES = {
     "range_finder adaptive": (A, lambda op: range_finder(op, tol=0.2, power_iters=1)),
     "rsvd": (A, lambda op: rsvd(op, 5, GaussianSketch(N, 8), power_iters=2)),
     "nystrom": (P, lambda op: nystrom(op, 5, GaussianSketch(N, 8))),
+    "block_krylov_svd": (A, lambda op: block_krylov_svd(op, 5, GaussianSketch(N, 8), iters=2)),
     "single_view": (A, lambda op: single_view(op, 3)),
     "hutchinson": (P, lambda op: hutchinson(op, matvecs=12)),
     "hutchpp": (P, lambda op: hutchpp(op, matvecs=24)),

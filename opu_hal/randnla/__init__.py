@@ -13,7 +13,17 @@ default size).
 
 from .distributed import WorkerOPUSketch
 from .linops import Matrix, as_matrix
-from .lowrank import NystromResult, RangeResult, SingleViewSketch, SVDResult, nystrom, range_finder, rsvd, single_view
+from .lowrank import (
+    NystromResult,
+    RangeResult,
+    SingleViewSketch,
+    SVDResult,
+    block_krylov_svd,
+    nystrom,
+    range_finder,
+    rsvd,
+    single_view,
+)
 from .lstsq import LstsqResult, lstsq
 from .sketch import GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
 from .trace import (
@@ -45,6 +55,7 @@ __all__ = [
     "Usage",
     "WorkerOPUSketch",
     "as_matrix",
+    "block_krylov_svd",
     "hutchinson",
     "hutchpp",
     "hutchpp_sizes",
