@@ -1,7 +1,8 @@
 """``opu-hal bench randnla``: RandNLA on the emulated OPU side by side with digital references.
 
 Run ``python -m benchmarks.randnla`` (or ``opu-hal bench randnla``); ``--help`` lists the
-sections and sizes.
+sections and sizes. ``--quick`` (seconds; a smoke test whose figures are too noisy to
+quote) runs rsvd, trace and lstsq at small sizes (``QUICK``); options given beside it win.
 
 Sections (each printing ratios measured in the same run):
 
@@ -31,7 +32,7 @@ import numpy as np
 from opu_hal.randnla.lowrank import rsvd, single_view
 from opu_hal.randnla.lstsq import lstsq
 from opu_hal.randnla.sketch import GaussianSketch, OPUSketch, SparseSignSketch
-from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, xtrace
+from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, power_nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
     "poly 1/j": lambda j: 1.0 / j,
@@ -121,20 +122,22 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
     """Median relative error and signed bias over ``trials`` of each estimator, digital and OPU.
 
     Every product with A counts as a matvec, optical or digital. OPU Hutch++ and OPU
-    Nyström++ of a trial use the same optical sketch (one block of outputs for ``A S``, the
+    Nyström++ after a power step (:func:`power_nystrompp`) of a trial use the same optical sketch (one block of outputs for ``A S``, the
     next for the test vectors), so their comparison is paired. ``vs Hutch++`` is the ratio of
     median errors to digital Hutch++ (Gaussian vectors, same matvecs); ``vs same`` to the
     digital run of the same estimator. ``Hutch++ (1 digital power step)`` is :func:`hutchpp`
     with ``power_iters=1`` (k1 = floor(7 matvecs / 24) optical columns, 2 k1 digital products,
     the rest Hutchinson vectors); its OPU run takes the first k1 outputs of the Hutch++ block
-    and the k1 after them, so it is paired with plain OPU Hutch++ at no extra frame.
+    and the k1 after them, so it is paired with plain OPU Hutch++ at no extra frame. The
+    published two-block Nyström++ (:func:`nystrompp`) runs digitally only.
     """
     k3, k4 = matvecs // 3, matvecs // 4
     k1 = hutchpp_sizes(matvecs, 1)[0]  # <= k3: fits in the Hutch++ blocks (S, G)
     per_trial = 2 * k3 + 4 * k4  # OPU blocks: Hutch++ and Nyström++ (S, G), NA-Hutch++ (R, S, S, G)
     powered = "Hutch++ (1 digital power step)"
     estimators = {"Hutchinson": (hutchinson, matvecs), "Hutch++": (hutchpp, k3),
-                  powered: (partial(hutchpp, power_iters=1), k1), "Nystrom++": (nystrompp, k3),
+                  powered: (partial(hutchpp, power_iters=1), k1), "Nystrom++ (power step)": (power_nystrompp, k3),
+                  "Nystrom++": (nystrompp, matvecs // 2),
                   "NA-Hutch++": (na_hutchpp, k4), "XTrace": (xtrace, matvecs // 2)}
     print(f"\n== trace: {n} x {n} PSD, {matvecs} matvecs, {trials} trials ==")
     print(f"{'matrix':<18}{'method':<40}{'median |err|':>13}{'bias':>10}{'+- s.e.':>9}{'vs Hutch++':>11}"
@@ -145,18 +148,19 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
             truth = float(np.trace(A))
             digital = {m: [fn(A, GaussianSketch(n, size, seed + 1000 * t), matvecs=matvecs).estimate
                            for t in range(trials)] for m, (fn, size) in estimators.items()}
-            optical: dict[str, list[float]] = {"Hutch++": [], powered: [], "Nystrom++": [], "NA-Hutch++": []}
+            optical: dict[str, list[float]] = {"Hutch++": [], powered: [], "Nystrom++ (power step)": [],
+                                           "NA-Hutch++": []}
             frames = 0
             for t in range(trials):
                 base = t * per_trial
                 range_sketch = OPUSketch(opu, n, k3, offset=base)
                 r1 = hutchpp(A, range_sketch, matvecs=matvecs)
-                r2 = nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
+                r2 = power_nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
                 r3 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
                 r4 = hutchpp(A, range_sketch.block(base, k1), matvecs=matvecs, power_iters=1)  # cached: no new frames
                 optical["Hutch++"].append(r1.estimate)
                 optical[powered].append(r4.estimate)
-                optical["Nystrom++"].append(r2.estimate)
+                optical["Nystrom++ (power step)"].append(r2.estimate)
                 optical["NA-Hutch++"].append(r3.estimate)
                 frames += r1.usage.frames + r2.usage.frames + r3.usage.frames + r4.usage.frames
 
@@ -270,6 +274,11 @@ def bench_dask(m: int, n: int, chunk_rows: int, rank: int, workers: int, memory_
     return {"s_diff": s_diff, "recon": recon, "peaks": peaks, "limits": limits, "restarted": before != after}
 
 
+#: Defaults of ``--quick``: small problems, few trials, no Dask cluster.
+QUICK: dict[str, Any] = {"sections": "rsvd,trace,lstsq", "m": 150, "n": 64, "rank": 6, "oversampling": 6,
+                         "matvecs": 24, "trials": 4, "lstsq_shape": "400x20", "lstsq_opu_shape": "120x8"}
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of the RandNLA benchmark."""
     parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0])
@@ -288,7 +297,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dask-shape", default="200000x2000", help="matrix of the Dask run")
     parser.add_argument("--dask-chunk-rows", type=int, default=10000, help="rows per Dask chunk")
     parser.add_argument("--dask-memory-limit", default="1GiB", help="memory limit of each of the 2 workers")
+    parser.add_argument("--quick", action="store_true", help="smoke test in seconds: small sizes (QUICK), no dask")
     return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    """The options, with the ``QUICK`` defaults when ``--quick`` is among them."""
+    argv = sys.argv[1:] if argv is None else argv
+    parser = build_parser()
+    if "--quick" in argv:
+        parser.set_defaults(**QUICK)
+    return parser.parse_args(argv)
 
 
 def _shape(text: str) -> tuple[int, int]:
@@ -296,11 +315,10 @@ def _shape(text: str) -> tuple[int, int]:
     return int(a), int(b)
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Run the selected sections and print their tables."""
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the selected sections, print their tables and return their rows by section."""
     from opu_hal import OPU
 
-    args = build_parser().parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
     unknown = sections - {"rsvd", "trace", "lstsq", "dask"}
     if unknown:
@@ -309,19 +327,26 @@ def main(argv: list[str] | None = None) -> int:
     def opu_factory(n_components: int) -> Any:
         return OPU(args.device, n_components=n_components, seed=args.seed, progress=False)
 
+    out: dict[str, Any] = {}
     if "rsvd" in sections:
         size = args.rank + args.oversampling
         with opu_factory(2 * size + 1) as opu:
-            bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed)
+            out["rsvd"] = bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed)
     if "trace" in sections:
-        bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed)
+        out["trace"] = bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed)
     if "lstsq" in sections:
         m, n = _shape(args.lstsq_shape)
         om, on = _shape(args.lstsq_opu_shape)
-        bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on)
+        out["lstsq"] = bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on)
     if "dask" in sections:
         m, n = _shape(args.dask_shape)
-        bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
+        out["dask"] = bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the selected sections and print their tables."""
+    run(parse_args(argv))
     return 0
 
 

@@ -3,13 +3,15 @@
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from scipy.sparse.linalg import aslinearoperator
+from scipy.sparse.linalg import LinearOperator, aslinearoperator
+from threadpoolctl import threadpool_limits
 
 from opu_hal import OPU
 from opu_hal.randnla import (
     GaussianSketch,
     OPUSketch,
     SingleViewSketch,
+    block_krylov_svd,
     nystrom,
     range_finder,
     rsvd,
@@ -109,3 +111,66 @@ def test_lowrank_rejects_bad_arguments():
         range_finder(A, tol=2.0)
     with pytest.raises(ValueError, match="A: expected finite values"):
         rsvd(np.full((4, 4), np.inf), 1)
+
+
+def test_single_view_with_a_noisy_drifting_opu_uses_one_realization_of_psi():
+    # the formula X = (Psi Q)^+ W holds only if W = Psi A and Psi Q use the same Psi; a
+    # physical emulated OPU with medium drift gives each acquisition new noise and a moved
+    # medium, so the result must equal the computation from one realization of Psi
+    # (square A: both sketches use one fit of the OPU, which keeps its realized matrix)
+    A = spectral_matrix(32, 32, 0.7 ** np.arange(32))
+    with OPU("emu://?drift_tau_s=0.5", n_components=40, seed=2, progress=False) as device:
+        range_sketch = OPUSketch(device, 32, 7)
+        corange_sketch = OPUSketch(device, 32, 15, offset=7)
+        stream = SingleViewSketch(A.shape, 3, range_sketch, corange_sketch)
+        stream.update(A)
+        result = stream.approximation()
+        T = corange_sketch.realize()  # kept by the sketch: the same numbers, no new frames
+    Q = np.linalg.qr(stream.Y)[0]
+    X = np.linalg.lstsq(T.T @ Q, T.T @ A, rcond=None)[0]
+    Ux, s, Vt = np.linalg.svd(X, full_matrices=False)
+    np.testing.assert_allclose(result.s, s[:3], rtol=1e-9)
+    np.testing.assert_allclose((result.U * result.s) @ result.Vt, (Q @ Ux[:, :3] * s[:3]) @ Vt[:3], atol=1e-9)
+    assert result.matvecs == 7 + 15 and result.usage.frames > 0
+
+
+class CountingPasses(LinearOperator):
+    """``matrix`` as a LinearOperator counting passes over it (each block product with A or A^T is one)."""
+
+    def __init__(self, matrix):
+        super().__init__(np.float64, matrix.shape)
+        self.matrix, self.passes = matrix, 0
+
+    def _matmat(self, X):
+        self.passes += 1
+        return self.matrix @ X
+
+    def _rmatmat(self, X):
+        self.passes += 1
+        return self.matrix.T @ X
+
+
+def test_block_krylov_beats_rsvd_at_equal_passes_on_the_1_over_j_spectrum():
+    # Musco & Musco 2015: the whole Krylov space [A S, A A^T A S] against rsvd's last block
+    # A A^T A S, both in 4 passes over A (sketch, A^T, A, Q^T A); 300 x 150, rank 10, block 20
+    with threadpool_limits(1):  # small BLAS products: one thread avoids oversubscription on a loaded machine
+        n, k = 150, 10
+        A = spectral_matrix(300, n, 1.0 / np.arange(1, n + 1))
+        s = np.linalg.svd(A, compute_uv=False)
+        for seed in range(3):
+            krylov_op, rsvd_op = CountingPasses(A), CountingPasses(A)
+            krylov = block_krylov_svd(krylov_op, k, iters=1, seed=seed)
+            power = rsvd(rsvd_op, k, power_iters=1, seed=seed)
+            assert krylov_op.passes == rsvd_op.passes == 4
+            assert krylov.matvecs == 20 + 2 * 20 + 2 * 20
+            assert ratio(A, krylov, k) <= 1.01 and ratio(A, power, k) <= 1.02
+            assert ratio(A, krylov, k) < ratio(A, power, k)
+        deeper = block_krylov_svd(A, k, iters=2)
+        np.testing.assert_allclose(deeper.s, s[:k], rtol=1e-4)  # the top singular values of the exact SVD
+        assert ratio(A, deeper, k) < 1.0001
+
+
+def test_block_krylov_with_the_opu_sketch_is_near_optimal(opu):
+    A = spectral_matrix(100, 64, 0.85 ** np.arange(64))
+    result = block_krylov_svd(A, 8, opu, oversampling=4, iters=1)
+    assert result.usage.frames > 0 and ratio(A, result, 8) < 1.05

@@ -9,7 +9,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from opu_hal import OPU
 from opu_hal.randnla import GaussianSketch, OPUSketch, hutchinson, hutchpp, na_hutchpp, trace, triangle_count, xtrace
-from opu_hal.randnla.trace import hutchpp_sizes, nystrompp
+from opu_hal.randnla.trace import hutchpp_sizes, nystrompp, power_nystrompp
 
 N = 80
 
@@ -21,7 +21,7 @@ def psd():
 
 
 @pytest.mark.parametrize("estimator", [hutchinson, hutchpp, partial(hutchpp, power_iters=1), na_hutchpp, xtrace,
-                                       nystrompp])
+                                       nystrompp, power_nystrompp])
 def test_estimators_are_unbiased_within_four_standard_errors(estimator, psd):
     truth = np.trace(psd)
     rel = np.array([(estimator(psd, seed=s, matvecs=24).estimate - truth) / truth for s in range(150)])
@@ -53,7 +53,7 @@ def test_hutchpp_with_opu_blocks_is_unbiased_and_close_to_digital(psd):
     assert np.median(np.abs(optical)) < 3 * np.median(np.abs(digital))
 
 
-def test_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spectrum():
+def test_power_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spectrum():
     # 300 x 300, eigenvalues 1/j^2, 48 matvecs (16 optical, 32 digital). With 16 reference
     # frames in the linear calibration, its affine offset (docs/physics.md section 4.4, a rank-one error
     # of A S) cost plain Hutch++ 2.0x-3.0x the digital error here (device seeds 0-3) and
@@ -69,7 +69,7 @@ def test_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying_spect
     with OPU("emu://", n_components=2 * k * trials, seed=0, progress=False) as opu:
         for t in range(trials):
             sketch = OPUSketch(opu, n, k, offset=2 * k * t)
-            result = trace(A, sketch, method="nystrom++", matvecs=3 * k)
+            result = trace(A, sketch, method="power-nystrom++", matvecs=3 * k)
             assert result.matvecs == 3 * k
             nys.append((result.estimate - truth) / truth)
             hpp.append((hutchpp(A, sketch, matvecs=3 * k).estimate - truth) / truth)
@@ -123,7 +123,7 @@ def test_hutchpp_with_power_steps_spends_exactly_matvecs_products(power_iters, m
     assert hutchpp_sizes(96, 1) == (28, 12)
 
 
-@pytest.mark.parametrize("estimator, matvecs", [(hutchpp, 3 * N), (nystrompp, 3 * N),
+@pytest.mark.parametrize("estimator, matvecs", [(hutchpp, 3 * N), (power_nystrompp, 3 * N), (nystrompp, 2 * N),
                                                 (partial(hutchpp, power_iters=1), 275)])
 def test_exact_when_the_sketch_spans_the_whole_space(estimator, matvecs, psd):
     # k = n: Q spans R^n, the deflated part is zero and the estimate is tr(A) exactly
@@ -166,7 +166,54 @@ def test_trace_rejects_bad_arguments(psd):
     with pytest.raises(ValueError, match="sketch: expected size 28 for this number of matvecs, got 32"):
         hutchpp(psd, GaussianSketch(N, 32), matvecs=96, power_iters=1)
     indefinite = psd - 2 * np.trace(psd) / N * np.eye(N)
-    with pytest.raises(ValueError, match="A: expected a symmetric positive semi-definite matrix, got Ritz value"):
-        nystrompp(indefinite, matvecs=24)
-    with pytest.raises(ValueError, match="A: expected a symmetric positive semi-definite matrix, got \\|Q\\^T A Q"):
-        nystrompp(psd + np.triu(psd, 1), matvecs=24)
+    for estimator in (nystrompp, power_nystrompp):
+        with pytest.raises(ValueError, match="A: expected a symmetric positive semi-definite matrix, got Ritz value"):
+            estimator(indefinite, matvecs=24)
+        with pytest.raises(ValueError, match="A: expected a symmetric positive semi-definite matrix, got \\|Q\\^T A Q"):
+            estimator(psd + np.triu(psd, 1), matvecs=24)
+
+
+def test_nystrompp_is_the_published_two_block_estimator(psd):
+    # Persson, Cortinovis, Kressner 2022: k = matvecs / 2 vectors build A_N = (A W)(W^T A W)^+ (A W)^T,
+    # k more estimate tr(A - A_N); on a matrix of rank r <= k, A_N = A and the estimate is exact
+    V = np.linalg.qr(np.random.default_rng(1).standard_normal((N, N)))[0][:, :10]
+    low = (V * np.arange(1, 11)) @ V.T
+    result = nystrompp(low, matvecs=24)
+    assert result.matvecs == 24
+    assert result.estimate == pytest.approx(np.trace(low), rel=1e-9)
+    # the same algorithm by hand, with the sketch's own vectors
+    W = GaussianSketch(N, 12, 7)
+    G = W.fresh().realize()
+    G *= np.sqrt(N) / np.linalg.norm(G, axis=0)
+    Y = psd @ W.realize()
+    A_N = Y @ np.linalg.pinv(W.realize().T @ Y) @ Y.T
+    by_hand = np.trace(A_N) + np.trace(G.T @ (psd - A_N) @ G) / 12
+    assert nystrompp(psd, W, matvecs=24).estimate == pytest.approx(by_hand, rel=1e-9)
+
+
+@pytest.mark.parametrize("estimator, spectrum", [(hutchpp, lambda j: 1.0 / j), (nystrompp, lambda j: 1.0 / j**2),
+                                                 (hutchinson, lambda j: 0.9**j)])
+def test_95_percent_intervals_cover_the_trace_at_their_nominal_rate(estimator, spectrum):
+    # 200 trials, digital Gaussian sketch, 48 matvecs (16 Hutchinson terms for Hutch++, 24 for
+    # Nystrom++, 48 for Hutchinson): coverage is binomial(200, 0.95), 95 % +- 1.5 %, so 90-99 %
+    # leaves over 3 standard deviations each side
+    n = 200
+    V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
+    A = (V * spectrum(np.arange(1, n + 1))) @ V.T
+    truth = np.trace(A)
+    covered = []
+    for seed in range(200):
+        result = estimator(A, matvecs=48, seed=seed)
+        low, high = result.interval(0.95)
+        covered.append(low <= truth <= high)
+        assert result.std_error > 0 and result.dof >= 15
+    assert 0.90 <= np.mean(covered) <= 0.99
+
+
+def test_interval_needs_a_standard_error_and_a_confidence_in_0_1(psd):
+    with pytest.raises(ValueError, match="confidence: this estimate has no standard error"):
+        xtrace(psd, matvecs=24).interval()
+    with pytest.raises(ValueError, match="confidence: expected"):
+        hutchpp(psd, matvecs=24).interval(1.5)
+    wide, narrow = hutchpp(psd, matvecs=24).interval(0.99), hutchpp(psd, matvecs=24).interval(0.5)
+    assert wide[0] < narrow[0] < narrow[1] < wide[1]

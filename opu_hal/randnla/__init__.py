@@ -5,15 +5,39 @@ or dask array) and a :class:`SketchOperator`: :class:`OPUSketch` (the OPU's
 ``linear_transform``) or a digital reference (:class:`GaussianSketch`,
 :class:`SparseSignSketch`, :class:`SRHTSketch`). Only the first sketch of a matrix is
 optical; accuracy-critical steps are digital. Every result reports the device frames and
-emulated device time (s) it spent in ``usage``.
+emulated device time (s) it spent in ``usage``, and ``matvecs``: the products of A or
+A^T with vectors, optical or digital, the sketch ``A S`` included (its k columns).
+An open OPU is accepted wherever a sketch is (an ``OPUSketch`` of the entry point's
+default size).
 """
 
 from .distributed import WorkerOPUSketch
 from .linops import Matrix, as_matrix
-from .lowrank import NystromResult, RangeResult, SingleViewSketch, SVDResult, nystrom, range_finder, rsvd, single_view
+from .lowrank import (
+    NystromResult,
+    RangeResult,
+    SingleViewSketch,
+    SVDResult,
+    block_krylov_svd,
+    nystrom,
+    range_finder,
+    rsvd,
+    single_view,
+)
 from .lstsq import LstsqResult, lstsq
 from .sketch import GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
-from .trace import TraceResult, hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, trace, triangle_count, xtrace
+from .trace import (
+    TraceResult,
+    hutchinson,
+    hutchpp,
+    hutchpp_sizes,
+    na_hutchpp,
+    nystrompp,
+    power_nystrompp,
+    trace,
+    triangle_count,
+    xtrace,
+)
 
 __all__ = [
     "GaussianSketch",
@@ -31,6 +55,7 @@ __all__ = [
     "Usage",
     "WorkerOPUSketch",
     "as_matrix",
+    "block_krylov_svd",
     "hutchinson",
     "hutchpp",
     "hutchpp_sizes",
@@ -39,6 +64,7 @@ __all__ = [
     "na_hutchpp",
     "nystrom",
     "nystrompp",
+    "power_nystrompp",
     "range_finder",
     "rsvd",
     "single_view",

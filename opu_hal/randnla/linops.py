@@ -56,10 +56,17 @@ class Matrix:
         self.data = A
         self.kind = kind
         self.shape: tuple[int, int] = (int(A.shape[0]), int(A.shape[1]))
+        self._count = [0]  # products with A or A^T, shared with the transpose
+
+    @property
+    def products(self) -> int:
+        """Products of A or A^T with vectors so far (the ``matvecs`` of the results; see the package notes)."""
+        return self._count[0]
 
     # ------------------------------------------------------------------ products
     def matmat(self, X: np.ndarray) -> np.ndarray:
         """``A @ X`` for dense X (n, k); float64 (m, k)."""
+        self._count[0] += X.shape[1]
         if self.kind == "dask":
             from . import distributed
 
@@ -69,6 +76,7 @@ class Matrix:
 
     def rmatmat(self, X: np.ndarray) -> np.ndarray:
         """``A^T @ X`` for dense X (m, k); float64 (n, k)."""
+        self._count[0] += X.shape[1]
         if self.kind == "dask":
             from . import distributed
 
@@ -84,6 +92,7 @@ class Matrix:
             if self.kind == "operator":
                 picks = np.zeros((m, stop - start))
                 picks[np.arange(start, stop), np.arange(stop - start)] = 1.0
+                self._count[0] += stop - start
                 yield np.asarray(self.data.rmatmat(picks), dtype=np.float64).T
             elif self.kind == "dask":
                 yield np.asarray(self.data[start:stop].compute(), dtype=np.float64)
@@ -91,7 +100,11 @@ class Matrix:
                 yield self.data[start:stop]
 
     def sketch(self, sketch: SketchOperator) -> tuple[np.ndarray, Usage]:
-        """``A @ S`` from the rows of A, and the device usage it cost."""
+        """``A @ S`` from the rows of A, and the device usage it cost.
+
+        Counts ``sketch.size`` products (a LinearOperator sketched by an inexact sketch
+        counts the m products with A^T that give its rows instead).
+        """
         if sketch.n_features != self.shape[1]:
             raise ValueError(
                 f"sketch: expected a sketch of {self.shape[1]} features (columns of A), got {sketch.n_features}"
@@ -100,17 +113,22 @@ class Matrix:
         if self.kind == "dask":
             from . import distributed
 
+            self._count[0] += sketch.size
             return distributed.sketch_rows(self.data, sketch)
         if self.kind == "operator" and sketch.exact:
             out = self.matmat(sketch.realize())
         else:
             out = np.concatenate([sketch.apply(block) for block in self.row_blocks()])
+            if self.kind != "operator":
+                self._count[0] += sketch.size
         return out, sketch.usage() - before
 
     @property
     def T(self) -> "Matrix":
-        """The transpose."""
-        return Matrix(self.data.T)
+        """The transpose (its products count with A's)."""
+        transpose = Matrix(self.data.T)
+        transpose._count = self._count
+        return transpose
 
     def dense(self) -> np.ndarray:
         """A as a dense float64 array (a LinearOperator is applied to the identity)."""

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import scipy.linalg as sla
@@ -21,8 +21,10 @@ from scipy.sparse.linalg import LinearOperator, lsqr
 
 from ..validation import check_int, check_number
 from .linops import as_matrix
-from .lowrank import _check_sketch
-from .sketch import SketchOperator, SparseSignSketch, Usage
+from .sketch import SketchOperator, SparseSignSketch, Usage, resolve_sketch
+
+if TYPE_CHECKING:
+    from ..opu import OPU
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +45,7 @@ class LstsqResult:
 def lstsq(
     A: Any,
     b: Any,
-    sketch: SketchOperator | None = None,
+    sketch: SketchOperator | OPU | None = None,
     *,
     tol: float = 1e-14,
     max_iter: int | None = None,
@@ -61,7 +63,8 @@ def lstsq(
         (m,) right-hand side.
     sketch:
         Sketch of m features with at least n + 1 columns (``A^T`` is sketched, its rows
-        being the columns of A). Default: sparse sign embedding with 4 n columns.
+        being the columns of A). Default: sparse sign embedding with ``min(4 n, m)`` columns;
+        an OPU stands for ``OPUSketch(opu, m, min(4 n, m))``.
     tol:
         LSQR ``atol`` and ``btol``.
     max_iter:
@@ -83,7 +86,7 @@ def lstsq(
     check_int(max_rounds, "max_rounds", low=1)
     if sketch is None:
         sketch = SparseSignSketch(m, min(4 * n, m), seed)
-    _check_sketch(sketch, m)
+    sketch = resolve_sketch(sketch, m, min(4 * n, m), seed)
     if sketch.size <= n:
         raise ValueError(f"sketch: expected more than n = {n} columns, got size {sketch.size}")
 

@@ -420,6 +420,30 @@ class OPUSketch(SketchOperator):
         return other
 
 
+def resolve_sketch(
+    sketch: Any, n_features: int, size: int, seed: int = 0, *, name: str = "sketch", offset: int = 0
+) -> SketchOperator:
+    """The sketch an entry point works with: ``sketch`` itself, a default, or an OPU wrapped.
+
+    ``None`` gives a digital :class:`GaussianSketch` of ``size`` columns (seed ``seed``);
+    an OPU (anything with ``linear_transform``) gives ``OPUSketch(opu, n_features, size,
+    offset=offset)``: the size is the one the entry point would give its own digital
+    sketch (docs/api.md section 13.1). A :class:`SketchOperator` is used as given after
+    checking its ``n_features``.
+    """
+    if sketch is None:
+        return GaussianSketch(n_features, size, seed)
+    if not isinstance(sketch, SketchOperator) and hasattr(sketch, "linear_transform"):
+        return OPUSketch(sketch, n_features, size, offset=offset)
+    if not isinstance(sketch, SketchOperator):
+        raise TypeError(
+            f"{name}: expected a SketchOperator (OPUSketch, GaussianSketch, ...) or an OPU, got {type(sketch).__name__}"
+        )
+    if sketch.n_features != n_features:
+        raise ValueError(f"{name}: expected a sketch of {n_features} features, got {sketch.n_features}")
+    return sketch
+
+
 def make_sketch(kind: str, n_features: int, size: int, seed: int = 0) -> SketchOperator:
     """A digital sketch by name: ``"gaussian"``, ``"sparse"`` or ``"srht"``."""
     kinds = {"gaussian": GaussianSketch, "sparse": SparseSignSketch, "srht": SRHTSketch}
