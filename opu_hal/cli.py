@@ -13,17 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-import cv2
-import numpy as np
-
 from .errors import OPUError
-from .opu import OPU
-from .record import CalibrationRecord
-from .selftest import SelftestConfig, format_table, run_selftest
-from .url import keys_table, mask_url
+
+# Subcommands import what they need when they run: ``opu-hal --help`` loads argparse only.
 
 
 def _info(args: argparse.Namespace) -> int:
+    from .opu import OPU
+
     with OPU(args.device, n_components=1, timeout_s=args.timeout_s) as opu:
         report = opu.info.model_dump(mode="json")
         hello = getattr(opu.backend, "hello", None)  # devices behind the wire protocol: the whole handshake
@@ -46,6 +43,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     from .protocol.device_side import serve_until_signalled
     from .sharing import SharingServer
+    from .url import mask_url
 
     token = args.token or os.environ.get("OPU_HAL_TOKEN") or secrets.token_urlsafe(16)
     server = SharingServer(
@@ -58,11 +56,18 @@ def _serve(args: argparse.Namespace) -> int:
 
 
 def _urls(args: argparse.Namespace) -> int:
+    from .url import keys_table
+
     print(keys_table())
     return 0
 
 
 def _demo(args: argparse.Namespace) -> int:
+    import cv2
+    import numpy as np
+
+    from .opu import OPU
+
     width_rows = args.rows
     with OPU(args.device, n_components=1, seed=args.seed, progress=False) as opu:
         sensor_width = opu.info.camera_shape[1]
@@ -97,6 +102,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _selftest(args: argparse.Namespace) -> int:
+    from .record import CalibrationRecord
+    from .selftest import SelftestConfig, format_table, run_selftest
+
     config = SelftestConfig(n_components=args.n_components, n_features=args.n_features, batch=args.batch)
     record = CalibrationRecord.load(args.record) if args.record else None
     results = run_selftest(args.device, config, timeout_s=args.timeout_s, record=record)
@@ -107,6 +115,8 @@ def _selftest(args: argparse.Namespace) -> int:
 def _calibrate(args: argparse.Namespace) -> int:
     from calibration.pipeline import calibrate_all
     from calibration.report import write_report
+
+    from .opu import OPU
 
     with OPU(args.device, n_components=args.n_components, seed=args.seed, timeout_s=args.timeout_s) as opu:
         opu.fit1d(n_features=args.n_features)

@@ -29,6 +29,10 @@ the ``OPU_HAL_DEVICE`` environment variable (``socket://host:port``, ``/dev/ttyU
 The encoders return lightonml's layouts (see each class). ``ConcatenatedBitPlanEncoder``,
 ``ConcatenatingBitPlanDecoder``, ``Float32Encoder`` and ``ConcatenatedFloat32Encoder`` are
 not provided: their names raise ``NotImplementedError`` pointing to the opu-hal way.
+
+Importing this module loads neither torch nor scikit-learn (nor dask or scipy): ``OPUMap``
+imports scikit-learn and ``TorchOPUMap`` torch when they are first named, and a star import
+gives neither of them (name them in the import line).
 """
 
 from __future__ import annotations
@@ -39,22 +43,26 @@ import logging
 import math
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from opu_hal.errors import OPUNotFittedError
-from opu_hal.opu import OPU as HalOPU
 from opu_hal.result import OPUResult, TransformContext
-from opu_hal.settings import OPUSettings
 from opu_hal.validation import as_numpy, is_torch_tensor
+
+if TYPE_CHECKING:
+    from opu_hal.opu import OPU as HalOPU
 
 logger = logging.getLogger(__name__)
 
 DEVICE_ENV = "OPU_HAL_DEVICE"
 
+# OPUMap (scikit-learn) and TorchOPUMap (torch) are left out: a star import would import both
+# libraries. Name them (``from opu_hal.compat.lightonml import OPUMap``), as lightonml's own
+# ``from lightonml import *`` does not give them either.
 __all__ = [
-    "OPU", "OPUMap", "TorchOPUMap", "SimulatedOpuDevice", "OutputRescaling", "InputRoiStrategy", "Context",
+    "OPU", "SimulatedOpuDevice", "OutputRescaling", "InputRoiStrategy", "Context",
     "ContextArray", "LightonmlCompatWarning", "OPUNotFittedError", "BaseTransformer", "NoEncoding", "NoDecoding",
     "BinaryThresholdEncoder", "MultiThresholdEncoder", "SeparatedBitPlanEncoder", "SeparatedBitPlanDecoder",
     "SequentialBaseTwoEncoder", "ConcatenatedBitPlanEncoder", "ConcatenatingBitPlanDecoder", "Float32Encoder",
@@ -209,6 +217,9 @@ class OPU:
         self._packed = False
         self._active_before_enter = False
         self._seed = seed
+        from opu_hal.opu import OPU as HalOPU  # the facade is loaded when the first OPU is made (start-up time)
+        from opu_hal.settings import OPUSettings
+
         self.device = HalOPU(
             _resolve_device(self.simulated, device), n_components=n_components, seed=seed,
             settings=OPUSettings(input_roi_strategy=input_roi_strategy.name), progress=not disable_pbar,
@@ -232,6 +243,8 @@ class OPU:
         """Rebuild the device from its URL; a fitted OPU is opened and fitted again, an open one reopened."""
         hal = state.pop("_hal")
         self.__dict__.update(state)
+        from opu_hal.opu import OPU as HalOPU
+
         self.device = HalOPU(hal["device"], n_components=hal["n_components"], seed=hal["seed"],
                              settings=hal["settings"], calibration=hal["calibration"], progress=hal["progress"])
         if self._feature_shape is not None:
@@ -765,3 +778,7 @@ def __getattr__(name: str) -> Any:
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
