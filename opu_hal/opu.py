@@ -383,10 +383,12 @@ class OPU:
         log = AcquisitionLog()
         log.add(parts)
         if log.saturated_fraction > self._settings.saturation_warning_fraction:
+            logger.info("%.2e of the output pixels saturated at %s us", log.saturated_fraction, self._applied.exposure_us)
             warnings.warn(
-                f"{log.saturated_fraction:.2e} of the output pixels are saturated; lower exposure_us "
-                f"(now {self._applied.exposure_us} us) or run auto-exposure",
-                SaturationWarning,
+                SaturationWarning(
+                    "output pixels are saturated; lower exposure_us or run auto-exposure (numbers in .fraction, "
+                    ".exposure_us)", fraction=log.saturated_fraction, exposure_us=self._applied.exposure_us,
+                ),
                 stacklevel=3,
             )
         info, applied = self._backend.info, self._applied

@@ -217,12 +217,13 @@ class OPU:
         self._packed = False
         self._active_before_enter = False
         self._seed = seed
+        self._disable_pbar = bool(disable_pbar)
         from opu_hal.opu import OPU as HalOPU  # the facade is loaded when the first OPU is made (start-up time)
         from opu_hal.settings import OPUSettings
 
         self.device = HalOPU(
             _resolve_device(self.simulated, device), n_components=n_components, seed=seed,
-            settings=OPUSettings(input_roi_strategy=input_roi_strategy.name), progress=not disable_pbar,
+            settings=OPUSettings(input_roi_strategy=input_roi_strategy.name), progress=False,
         )
         if open_at_init is None or open_at_init:
             self.open()
@@ -235,7 +236,6 @@ class OPU:
         state["_hal"] = {
             "device": hal.device, "n_components": hal.n_components, "seed": self._seed,
             "settings": hal.settings, "calibration": hal.calibration, "open": hal.backend.is_open,
-            "progress": hal.progress,
         }
         return state
 
@@ -246,7 +246,7 @@ class OPU:
         from opu_hal.opu import OPU as HalOPU
 
         self.device = HalOPU(hal["device"], n_components=hal["n_components"], seed=hal["seed"],
-                             settings=hal["settings"], calibration=hal["calibration"], progress=hal["progress"])
+                             settings=hal["settings"], calibration=hal["calibration"], progress=False)
         if self._feature_shape is not None:
             fit = self.device.fit1d if len(self._feature_shape) == 1 else self.device.fit2d
             fit(n_features=self._feature_shape[0] if len(self._feature_shape) == 1 else self._feature_shape)
@@ -383,6 +383,7 @@ class OPU:
     def _require_fit(self, what: str) -> tuple[int, ...]:
         if self._feature_shape is None:
             raise OPUNotFittedError(f"Call fit1d or fit2d before {what}")
+        self.device.progress = not self._disable_pbar and get_verbose_level() >= 1  # lightonml: silent below 1
         return self._feature_shape
 
     def _unpack(self, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
