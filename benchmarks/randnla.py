@@ -270,12 +270,17 @@ def bench_dask(m: int, n: int, chunk_rows: int, rank: int, workers: int, memory_
     return {"s_diff": s_diff, "recon": recon, "peaks": peaks, "limits": limits, "restarted": before != after}
 
 
+SECTIONS = ("rsvd", "trace", "lstsq", "dask")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """Options of the RandNLA benchmark."""
-    parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="emu://", help="device URL of the OPU (default emu://, physical, 8-bit)")
+    parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", default="emu://", help="device URL of the OPU (emu://: physical, 8-bit)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the device and the test matrices")
-    parser.add_argument("--sections", default="rsvd,trace,lstsq,dask", help="comma-separated sections to run")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, some of: {', '.join(SECTIONS)}")
     parser.add_argument("--m", type=int, default=2000, help="rows of the rsvd test matrices")
     parser.add_argument("--n", type=int, default=1000, help="columns of the rsvd test matrices (and trace size)")
     parser.add_argument("--rank", type=int, default=20, help="rank of rsvd")
@@ -302,9 +307,9 @@ def main(argv: list[str] | None = None) -> int:
 
     args = build_parser().parse_args(argv)
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"rsvd", "trace", "lstsq", "dask"}
+    unknown = sections - set(SECTIONS)
     if unknown:
-        raise SystemExit(f"--sections: expected some of rsvd, trace, lstsq, dask, got {sorted(unknown)}")
+        raise SystemExit(f"--sections: expected some of {', '.join(SECTIONS)}, got {sorted(unknown)}")
 
     def opu_factory(n_components: int) -> Any:
         return OPU(args.device, n_components=n_components, seed=args.seed, progress=False)

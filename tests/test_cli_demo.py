@@ -26,7 +26,7 @@ def test_demo_transforms_and_writes_a_speckle_frame(tmp_path: Path) -> None:
 
 
 def test_demo_on_a_bad_url_fails_with_a_clear_message(tmp_path: Path) -> None:
-    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "demo", "--device", "nosuch://x"], cwd=tmp_path,
+    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "demo", "nosuch://x"], cwd=tmp_path,
                          capture_output=True, text=True, timeout=120)
     assert run.returncode != 0
     assert "nosuch" in run.stderr and "Traceback" not in run.stderr
