@@ -231,10 +231,12 @@ def _calibrate(args: argparse.Namespace) -> int:
         cam = stages["camera"]
         print(f"  camera: K = {cam['gain_dn_per_e']:.4f} DN/e-, read noise {cam['read_noise_e']:.1f} e- "
               f"({cam['read_noise_source']}), saturation {human(round(cam['saturation_capacity_e']), 'e-')}, "
-              f"linearity error {cam['linearity_error_pct']:.2f} %")
+              f"linearity error {cam['linearity_error_pct']:.2f} %, photon transfer at "
+              f"{human(min(cam['exposures_us']))} to {human(max(cam['exposures_us']), 'us')}")
     if "exposure" in stages:
         exp = stages["exposure"]
-        print(f"  exposure: {human(exp['exposure_us'], 'us')}, {human(round(exp['frame_rate_hz']), 'frames/s')}, "
+        print(f"  exposure: {human(exp['exposure_us'], 'us')} (auto-exposure), "
+              f"{human(round(exp['frame_rate_hz']), 'frames/s')}, "
               f"{exp['acquisitions']} acquisitions, saturated {exp['saturated_fraction']:.1e}")
     lin = stages["linear"]
     print(f"  linear ({lin['scheme']}): {lin['n_components']} of {lin['n_candidates']} pixels at "
@@ -243,6 +245,12 @@ def _calibrate(args: argparse.Namespace) -> int:
         tm = stages["tm"]
         print(f"  transmission matrix: intensity correlation {tm['intensity_correlation']:.4f} on fresh inputs, "
               f"{tm['frames_per_feature']:.1f} frames per feature, {tm['compute_seconds']:.1f} s of computation")
+    in_effect = summary["exposure_in_effect_us"]
+    source = "auto-exposure" if "exposure" in stages else "settings"
+    transform_exposure = "the device default" if in_effect["transform"] is None else \
+        f"{human(in_effect['transform'], 'us')} ({source})"
+    print(f"  in effect: transform at {transform_exposure}, linear_transform from "
+          f"{human(in_effect['linear_transform'], 'us')} (linear calibration)")
     print(f"wrote {json_path}, {json_path.with_suffix('.npz')} and {len(plots)} plots in {out}")
     return 0
 

@@ -52,7 +52,7 @@ from opu_hal.result import OPUResult, TransformContext
 from opu_hal.validation import as_numpy, is_torch_tensor
 
 if TYPE_CHECKING:
-    from opu_hal.opu import OPU as HalOPU
+    from opu_hal.compat._lightonml_device import LightonmlDevice
 
 logger = logging.getLogger(__name__)
 
@@ -178,7 +178,8 @@ class OPU:
     """lightonml.OPU's constructor and methods, running on an :class:`opu_hal.OPU`.
 
     Parameters are lightonml's; ``device`` (a URL) and ``seed`` are opu-hal extensions.
-    The opu-hal device is ``self.device``.
+    The opu-hal device is ``self.device``: an :class:`opu_hal.OPU` with lightonml's
+    ``input_shape`` (DMD rows, columns) and ``output_shape_max`` (camera rows, columns).
     """
 
     def __init__(
@@ -218,10 +219,10 @@ class OPU:
         self._active_before_enter = False
         self._seed = seed
         self._disable_pbar = bool(disable_pbar)
-        from opu_hal.opu import OPU as HalOPU  # the facade is loaded when the first OPU is made (start-up time)
+        from opu_hal.compat._lightonml_device import LightonmlDevice  # the facade loads with the first OPU
         from opu_hal.settings import OPUSettings
 
-        self.device = HalOPU(
+        self.device = LightonmlDevice(
             _resolve_device(self.simulated, device), n_components=n_components, seed=seed,
             settings=OPUSettings(input_roi_strategy=input_roi_strategy.name), progress=False,
         )
@@ -232,7 +233,7 @@ class OPU:
     def __getstate__(self) -> dict[str, Any]:
         """The device URL, settings and fit; never the connection (it is reopened on unpickling)."""
         state = self.__dict__.copy()
-        hal: HalOPU = state.pop("device")
+        hal: LightonmlDevice = state.pop("device")
         state["_hal"] = {
             "device": hal.device, "n_components": hal.n_components, "seed": self._seed,
             "settings": hal.settings, "calibration": hal.calibration, "open": hal.backend.is_open,
@@ -243,9 +244,9 @@ class OPU:
         """Rebuild the device from its URL; a fitted OPU is opened and fitted again, an open one reopened."""
         hal = state.pop("_hal")
         self.__dict__.update(state)
-        from opu_hal.opu import OPU as HalOPU
+        from opu_hal.compat._lightonml_device import LightonmlDevice
 
-        self.device = HalOPU(hal["device"], n_components=hal["n_components"], seed=hal["seed"],
+        self.device = LightonmlDevice(hal["device"], n_components=hal["n_components"], seed=hal["seed"],
                              settings=hal["settings"], calibration=hal["calibration"], progress=False)
         if self._feature_shape is not None:
             fit = self.device.fit1d if len(self._feature_shape) == 1 else self.device.fit2d
