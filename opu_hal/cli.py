@@ -153,8 +153,9 @@ def _urls(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    import cv2
     import numpy as np
+
+    from calibration.report import frame_figure
 
     from .opu import OPU
 
@@ -182,12 +183,11 @@ def _demo(args: argparse.Namespace) -> int:
               f"{ctx.device_time_s * 1e3:.1f} ms ({1e6 / ctx.frametime_us:,.0f} frames/s)")
         print(f"  mean count {float(y.mean()):.1f} DN, saturated fraction {ctx.saturated_fraction:.1e}")
         frame = np.asarray(y[0]).reshape(width_rows, sensor_width)
-        image = cv2.normalize(frame.astype(np.float32), None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
-        out = Path(args.out)
-        if not cv2.imwrite(str(out), image):
-            print(f"could not write {out}", file=sys.stderr)
-            return 1
-        print(f"wrote one raw camera frame ({width_rows} x {sensor_width} px) to {out}")
+        provenance = f"{opu.info.model} {opu.info.serial} · {opu.device} · exposure {ctx.exposure_us:g} us · " \
+                     f"{time.strftime('%Y-%m-%dT%H:%M:%S%z')}"
+        out = frame_figure(frame, f"One camera frame: {width_rows} x {sensor_width} px", provenance, args.out)
+        print(f"wrote one camera frame ({width_rows} x {sensor_width} px, contrast-stretched, colour bar in DN) "
+              f"to {out}")
     return 0
 
 
@@ -251,7 +251,7 @@ def _calibrate(args: argparse.Namespace) -> int:
         f"{human(in_effect['transform'], 'us')} ({source})"
     print(f"  in effect: transform at {transform_exposure}, linear_transform from "
           f"{human(in_effect['linear_transform'], 'us')} (linear calibration)")
-    print(f"wrote {json_path}, {json_path.with_suffix('.npz')} and {len(plots)} plots in {out}")
+    print(f"wrote {json_path}, {json_path.with_suffix('.npz')}, {len(plots)} plots and report.html in {out}")
     return 0
 
 
