@@ -1,4 +1,4 @@
-"""The report of a calibration record: PNG figures drawn with matplotlib (Agg) and one HTML page.
+"""The report of a calibration record: PNG figures drawn with matplotlib (Agg, no pyplot) and one HTML page.
 
 :func:`write_report` writes whichever of these the record supports, each figure with
 labelled axes (units), its legend outside the data, and a footer naming the device
@@ -36,18 +36,6 @@ DPI = 110
 MAX_POINTS = 5000
 
 
-def _pyplot() -> Any:
-    """matplotlib's pyplot on the Agg backend (no display needed)."""
-    try:
-        import matplotlib
-    except ImportError as exc:  # pragma: no cover - matplotlib is a dependency of opu-hal
-        raise ImportError("calibration plots need matplotlib: pip install matplotlib (a dependency of opu-hal)") from exc
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def footer(record: CalibrationRecord) -> str:
     """The provenance line of every figure: device model and serial, calibration id, date (UTC)."""
     return f"{record.device.model} {record.device.serial} · calibration {record.id} · {record.created}"
@@ -55,8 +43,10 @@ def footer(record: CalibrationRecord) -> str:
 
 def new_figure(record: CalibrationRecord | str, title: str) -> tuple[Figure, Any]:
     """A figure with one axes, its title, and the provenance in the footer (a record's, or the text given)."""
-    plt = _pyplot()
-    fig, ax = plt.subplots(figsize=FIGURE_SIZE_IN, dpi=DPI, layout="constrained")
+    from matplotlib.figure import Figure  # imported on first use (start-up time)
+
+    fig = Figure(figsize=FIGURE_SIZE_IN, dpi=DPI, layout="constrained")  # no pyplot: no global backend state
+    ax = fig.subplots()
     ax.set_title(title)
     text = record if isinstance(record, str) else footer(record)
     fig.text(0.01, 0.005, text, fontsize=7, color="0.35", ha="left", va="bottom")
@@ -76,11 +66,9 @@ def frame_figure(frame: np.ndarray, title: str, provenance: str, path: str | Pat
 
 
 def save(fig: Figure, path: Path) -> Path:
-    """Write ``fig`` as a PNG at ``path`` and free it."""
-    plt = _pyplot()
+    """Write ``fig`` as a PNG at ``path`` (rendered by Agg)."""
     fig.get_layout_engine().set(h_pad=0.15)
-    fig.savefig(path)
-    plt.close(fig)
+    fig.savefig(path, format="png")
     return path
 
 
