@@ -274,6 +274,7 @@ def bench_dask(m: int, n: int, chunk_rows: int, rank: int, workers: int, memory_
     return {"s_diff": s_diff, "recon": recon, "peaks": peaks, "limits": limits, "restarted": before != after}
 
 
+SECTIONS = ("rsvd", "trace", "lstsq", "dask")
 #: Defaults of ``--quick``: small problems, few trials, no Dask cluster.
 QUICK: dict[str, Any] = {"sections": "rsvd,trace,lstsq", "m": 150, "n": 64, "rank": 6, "oversampling": 6,
                          "matvecs": 24, "trials": 4, "lstsq_shape": "400x20", "lstsq_opu_shape": "120x8"}
@@ -281,10 +282,12 @@ QUICK: dict[str, Any] = {"sections": "rsvd,trace,lstsq", "m": 150, "n": 64, "ran
 
 def build_parser() -> argparse.ArgumentParser:
     """Options of the RandNLA benchmark."""
-    parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0])
-    parser.add_argument("--device", default="emu://", help="device URL of the OPU (default emu://, physical, 8-bit)")
+    parser = argparse.ArgumentParser(prog="opu-hal bench randnla", description=__doc__.splitlines()[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    parser.add_argument("--device", default="emu://", help="device URL of the OPU (emu://: physical, 8-bit)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the device and the test matrices")
-    parser.add_argument("--sections", default="rsvd,trace,lstsq,dask", help="comma-separated sections to run")
+    parser.add_argument("--sections", default=",".join(SECTIONS),
+                        help=f"comma-separated sections to run, some of: {', '.join(SECTIONS)}")
     parser.add_argument("--m", type=int, default=2000, help="rows of the rsvd test matrices")
     parser.add_argument("--n", type=int, default=1000, help="columns of the rsvd test matrices (and trace size)")
     parser.add_argument("--rank", type=int, default=20, help="rank of rsvd")
@@ -320,9 +323,9 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     from opu_hal import OPU
 
     sections = {s.strip() for s in args.sections.split(",") if s.strip()}
-    unknown = sections - {"rsvd", "trace", "lstsq", "dask"}
+    unknown = sections - set(SECTIONS)
     if unknown:
-        raise SystemExit(f"--sections: expected some of rsvd, trace, lstsq, dask, got {sorted(unknown)}")
+        raise SystemExit(f"--sections: expected some of {', '.join(SECTIONS)}, got {sorted(unknown)}")
 
     def opu_factory(n_components: int) -> Any:
         return OPU(args.device, n_components=n_components, seed=args.seed, progress=False)

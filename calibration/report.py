@@ -1,156 +1,191 @@
-"""PNG plots of a calibration record, drawn with OpenCV (no plotting library needed).
+"""The report of a calibration record: PNG figures drawn with matplotlib (Agg, no pyplot) and one HTML page.
 
-:func:`write_report` writes whichever of these the record supports:
+:func:`write_report` writes whichever of these the record supports, each figure with
+labelled axes (units), its legend outside the data, and a footer naming the device
+serial, the calibration id and its date:
 
-- ``photon_transfer.png``: temporal variance against mean signal (DN), with the gain fit;
-- ``exposure_histogram.png``: output histograms before and after auto-exposure (log counts);
+- ``photon_transfer.png``: temporal variance (DN²) against mean signal (DN), with the gain fit;
+- ``exposure_histogram.png``: output histograms before and after auto-exposure (log pixels);
 - ``linear_repeatability.png``: two passes of the sentinel projections against each other;
 - ``tm_predicted_vs_measured.png``: intensities predicted by the retrieved transmission
-  matrix against measured ones, when the record's ``tm`` section stored the arrays
-  ``tm_predicted`` and ``tm_measured``.
+  matrix against measured ones, when the record stored ``tm_predicted`` and ``tm_measured``;
+
+and ``report.html``, a self-contained page (figures embedded as base64 PNG, the record's
+figures in a table) that a lab can attach to its notebook.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import base64
+import html
+import logging
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 
 from opu_hal.record import CalibrationRecord
 
-WIDTH, HEIGHT = 800, 560
-MARGIN_LEFT, MARGIN_RIGHT, MARGIN_TOP, MARGIN_BOTTOM = 90, 30, 50, 70
-COLOURS = [(200, 80, 30), (40, 40, 220), (40, 160, 40), (0, 0, 0)]  # BGR
-FONT = cv2.FONT_HERSHEY_SIMPLEX
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+logger = logging.getLogger(__name__)
+
+FIGURE_SIZE_IN = (8.0, 5.0)
+DPI = 110
+MAX_POINTS = 5000
 
 
-@dataclass(frozen=True)
-class Series:
-    """One curve: x and y values, drawn as ``"line"`` or ``"points"``, with a legend label."""
-
-    x: np.ndarray
-    y: np.ndarray
-    label: str
-    style: str = "line"
+def footer(record: CalibrationRecord) -> str:
+    """The provenance line of every figure: device model and serial, calibration id, date (UTC)."""
+    return f"{record.device.model} {record.device.serial} · calibration {record.id} · {record.created}"
 
 
-def _ticks(low: float, high: float, n: int = 5) -> np.ndarray:
-    span = high - low
-    step = 10 ** math.floor(math.log10(span / n)) if span > 0 else 1.0
-    for mult in (1, 2, 5, 10):
-        if span / (step * mult) <= n:
-            step *= mult
-            break
-    return np.arange(math.ceil(low / step) * step, high + step * 1e-9, step)
+def new_figure(record: CalibrationRecord | str, title: str) -> tuple[Figure, Any]:
+    """A figure with one axes, its title, and the provenance in the footer (a record's, or the text given)."""
+    from matplotlib.figure import Figure  # imported on first use (start-up time)
+
+    fig = Figure(figsize=FIGURE_SIZE_IN, dpi=DPI, layout="constrained")  # no pyplot: no global backend state
+    ax = fig.subplots()
+    ax.set_title(title)
+    text = record if isinstance(record, str) else footer(record)
+    fig.text(0.01, 0.005, text, fontsize=7, color="0.35", ha="left", va="bottom")
+    return fig, ax
 
 
-def plot(series: list[Series], title: str, xlabel: str, ylabel: str, path: Path, log_y: bool = False) -> Path:
-    """Draw ``series`` on one set of axes and write a PNG at ``path``."""
-    image = np.full((HEIGHT, WIDTH, 3), 255, np.uint8)
-    xs = np.concatenate([s.x for s in series]).astype(np.float64)
-    ys = np.concatenate([s.y for s in series]).astype(np.float64)
-    if log_y:
-        ys = np.log10(np.maximum(ys, 1.0))
-    finite = np.isfinite(xs) & np.isfinite(ys)
-    x0, x1 = float(xs[finite].min()), float(xs[finite].max())
-    y0, y1 = float(ys[finite].min()), float(ys[finite].max())
-    x1, y1 = (x1 if x1 > x0 else x0 + 1), (y1 if y1 > y0 else y0 + 1)
-    pw, ph = WIDTH - MARGIN_LEFT - MARGIN_RIGHT, HEIGHT - MARGIN_TOP - MARGIN_BOTTOM
+def frame_figure(frame: np.ndarray, title: str, provenance: str, path: str | Path) -> Path:
+    """One camera frame (DN), contrast-stretched between its 1st and 99th percentiles, with a colour bar in DN."""
+    fig, ax = new_figure(provenance, title)
+    low, high = np.percentile(frame, [1, 99])
+    image = ax.imshow(frame, cmap="gray", vmin=float(low), vmax=float(max(high, low + 1)), aspect="auto",
+                      interpolation="nearest")
+    ax.set_xlabel("camera column (px)")
+    ax.set_ylabel("camera row (px)")
+    fig.colorbar(image, ax=ax, label=f"camera count (DN), stretched {low:.0f} to {high:.0f}")
+    return save(fig, Path(path))
 
-    def to_px(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-        px = MARGIN_LEFT + (x - x0) / (x1 - x0) * pw
-        py = MARGIN_TOP + ph - (y - y0) / (y1 - y0) * ph
-        return np.column_stack([px, py]).round().astype(np.int32)
 
-    cv2.rectangle(image, (MARGIN_LEFT, MARGIN_TOP), (MARGIN_LEFT + pw, MARGIN_TOP + ph), (0, 0, 0), 1)
-    for t in _ticks(x0, x1):
-        (px, _), = to_px(np.array([t]), np.array([y0]))
-        cv2.line(image, (int(px), MARGIN_TOP + ph), (int(px), MARGIN_TOP + ph + 5), (0, 0, 0), 1)
-        cv2.putText(image, f"{t:g}", (int(px) - 15, MARGIN_TOP + ph + 22), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    for t in _ticks(y0, y1):
-        (_, py), = to_px(np.array([x0]), np.array([t]))
-        cv2.line(image, (MARGIN_LEFT - 5, int(py)), (MARGIN_LEFT, int(py)), (0, 0, 0), 1)
-        label = f"1e{t:g}" if log_y else f"{t:g}"
-        cv2.putText(image, label, (5, int(py) + 5), FONT, 0.45, (0, 0, 0), 1, cv2.LINE_AA)
-    for i, s in enumerate(series):
-        colour = COLOURS[i % len(COLOURS)]
-        y = np.log10(np.maximum(s.y, 1.0)) if log_y else s.y.astype(np.float64)
-        ok = np.isfinite(s.x) & np.isfinite(y)
-        points = to_px(s.x[ok].astype(np.float64), y[ok])
-        if s.style == "line":
-            cv2.polylines(image, [points.reshape(-1, 1, 2)], False, colour, 2, cv2.LINE_AA)
-        else:
-            for p in points[:: max(1, len(points) // 5000)]:
-                cv2.circle(image, (int(p[0]), int(p[1])), 2, colour, -1, cv2.LINE_AA)
-        cv2.putText(image, s.label, (MARGIN_LEFT + 10, MARGIN_TOP + 20 + 20 * i), FONT, 0.5, colour, 1, cv2.LINE_AA)
-    cv2.putText(image, title, (MARGIN_LEFT, 30), FONT, 0.65, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, xlabel, (MARGIN_LEFT + pw // 2 - 60, HEIGHT - 15), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    cv2.putText(image, ylabel, (5, MARGIN_TOP - 10), FONT, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-    if not cv2.imwrite(str(path), image):
-        raise OSError(f"path: could not write a PNG at {path}")
+def save(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` as a PNG at ``path`` (rendered by Agg)."""
+    fig.get_layout_engine().set(h_pad=0.15)
+    fig.savefig(path, format="png")
     return path
 
 
+def _legend_outside(ax: Any) -> None:
+    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0, fontsize=8, frameon=False)
+
+
+def _thin(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    step = max(1, x.size // MAX_POINTS)
+    return x[::step], y[::step]
+
+
+def _photon_transfer(record: CalibrationRecord, path: Path) -> Path:
+    cam = record.camera
+    mu, var = record.array("camera_ptc_mean_dn"), record.array("camera_ptc_var_dn2")
+    fit_x = np.array([0.0, cam.saturation_dn])
+    intercept = record.metrics.get("camera_ptc_intercept_dn2", 0.0)
+    fig, ax = new_figure(record, f"Photon transfer: read noise {cam.read_noise_e:.1f} e⁻, "
+                                 f"saturation {cam.saturation_capacity_e:,.0f} e⁻")
+    ax.plot(mu, var, ".", ms=3, alpha=0.6, label="measured (binned pixels)")
+    ax.plot(fit_x, cam.gain_dn_per_e * fit_x + intercept, "-", lw=2, label=f"fit: K = {cam.gain_dn_per_e:.4f} DN/e⁻")
+    ax.set_xlabel("mean signal − dark (DN)")
+    ax.set_ylabel("temporal variance (DN²)")
+    _legend_outside(ax)
+    return save(fig, path)
+
+
+def _exposure_histogram(record: CalibrationRecord, path: Path) -> Path:
+    exp = record.exposure
+    edges = np.linspace(0.0, exp.max_dn + 1, len(exp.histogram_before) + 1)
+    fig, ax = new_figure(record, f"Auto-exposure: p{exp.percentile:g} at {exp.target_fraction:.0%} of range "
+                                 f"in {exp.acquisitions} steps")
+    ax.stairs(np.array(exp.histogram_before), edges, label=f"before: {exp.history[0][0]:,.0f} µs")
+    ax.stairs(np.array(exp.histogram_after), edges, label=f"after: {exp.exposure_us:,.0f} µs (in effect)")
+    ax.set_yscale("log")
+    ax.set_xlabel("camera count (DN)")
+    ax.set_ylabel("pixels per bin (count)")
+    _legend_outside(ax)
+    return save(fig, path)
+
+
+def _scatter(record: CalibrationRecord, path: Path, x: np.ndarray, y: np.ndarray, title: str, xlabel: str,
+             ylabel: str, label: str) -> Path:
+    fig, ax = new_figure(record, title)
+    x, y = _thin(x.ravel(), y.ravel())
+    ax.plot(x, y, ".", ms=2, alpha=0.5, label=label)
+    low, high = float(min(x.min(), y.min())), float(max(x.max(), y.max()))
+    ax.plot([low, high], [low, high], "k--", lw=1, label="y = x")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    _legend_outside(ax)
+    return save(fig, path)
+
+
 def write_report(record: CalibrationRecord, directory: str | Path) -> list[Path]:
-    """Write the PNG plots the record supports into ``directory``; returns their paths."""
+    """Write the PNG figures the record supports and ``report.html`` into ``directory``.
+
+    Returns the paths of the PNG figures (the HTML page is ``directory / "report.html"``).
+    """
     out = Path(directory)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if record.camera is not None:
-        cam = record.camera
-        mu, var = record.array("camera_ptc_mean_dn"), record.array("camera_ptc_var_dn2")
-        fit_x = np.array([0.0, cam.saturation_dn])
-        intercept = record.metrics.get("camera_ptc_intercept_dn2", 0.0)
-        written.append(
-            plot(
-                [
-                    Series(mu, var, "measured (binned pixels)", "points"),
-                    Series(fit_x, cam.gain_dn_per_e * fit_x + intercept, f"fit: K = {cam.gain_dn_per_e:.4f} DN/e-"),
-                ],
-                f"Photon transfer: read noise {cam.read_noise_e:.1f} e-, saturation {cam.saturation_capacity_e:.0f} e-",
-                "mean signal - dark (DN)",
-                "temporal variance (DN^2)",
-                out / "photon_transfer.png",
-            )
-        )
+        written.append(_photon_transfer(record, out / "photon_transfer.png"))
     if record.exposure is not None:
-        exp = record.exposure
-        centres = (np.arange(len(exp.histogram_before)) + 0.5) * (exp.max_dn + 1) / len(exp.histogram_before)
-        written.append(
-            plot(
-                [
-                    Series(centres, np.array(exp.histogram_before), f"before: {exp.history[0][0]:.0f} us"),
-                    Series(centres, np.array(exp.histogram_after), f"after: {exp.exposure_us:.0f} us"),
-                ],
-                f"Auto-exposure: p{exp.percentile:g} at {exp.target_fraction:.0%} of range in {exp.acquisitions} steps",
-                "camera count (DN)",
-                "pixels",
-                out / "exposure_histogram.png",
-                log_y=True,
-            )
-        )
+        written.append(_exposure_histogram(record, out / "exposure_histogram.png"))
     if record.linear is not None and "linear_sentinel_z" in record.array_names:
         z = record.array("linear_sentinel_z")
-        written.append(
-            plot(
-                [Series(z[0].ravel(), z[1].ravel(), f"repeatability error {record.linear.noise_rel:.1%}", "points")],
-                "Linear projections of the sentinels: two passes",
-                "z, pass 1",
-                "z, pass 2",
-                out / "linear_repeatability.png",
-            )
-        )
+        written.append(_scatter(
+            record, out / "linear_repeatability.png", z[0], z[1], "Linear projections of the sentinels: two passes",
+            "z, pass 1 (units of the matrix M, variance 1 entries)", "z, pass 2 (same units)",
+            f"sentinels: repeatability error {record.linear.noise_rel:.1%}",
+        ))
     if {"tm_predicted", "tm_measured"} <= set(record.array_names):
-        written.append(
-            plot(
-                [Series(record.array("tm_predicted").ravel(), record.array("tm_measured").ravel(), "pixels", "points")],
-                "Transmission matrix: predicted vs measured intensities",
-                "predicted",
-                "measured",
-                out / "tm_predicted_vs_measured.png",
-            )
-        )
+        written.append(_scatter(
+            record, out / "tm_predicted_vs_measured.png", record.array("tm_predicted"), record.array("tm_measured"),
+            "Transmission matrix: predicted vs measured intensities", "predicted |R̂x|² (intensity units)",
+            "measured (dark-subtracted, divided by the gain)", "pixels of fresh inputs",
+        ))
+    write_html(record, written, out / "report.html")
+    logger.info("calibration report: %d figures and %s", len(written), out / "report.html")
     return written
+
+
+def _figures_table(record: CalibrationRecord) -> list[tuple[str, str]]:
+    rows = [("device", f"{record.device.model} {record.device.serial}, firmware {record.device.firmware_version}"),
+            ("calibration", f"{record.id}, {record.created}"),
+            ("frames spent", ", ".join(f"{k} {v:,}" for k, v in record.frames_spent.items()))]
+    if record.camera is not None:
+        cam = record.camera
+        rows.append(("camera", f"K = {cam.gain_dn_per_e:.4f} DN/e⁻, read noise {cam.read_noise_e:.1f} e⁻, "
+                               f"saturation {cam.saturation_capacity_e:,.0f} e⁻, photon transfer at "
+                               f"{min(cam.exposures_us):,.4g} to {max(cam.exposures_us):,.4g} µs"))
+    if record.exposure is not None:
+        rows.append(("exposure", f"{record.exposure.exposure_us:,.4g} µs (auto-exposure; transform runs at it)"))
+    if record.linear is not None:
+        rows.append(("linear", f"{record.linear.scheme}, {record.linear.n_components} pixels at "
+                               f"{record.linear.exposure_us:,.4g} µs (linear_transform starts at it), "
+                               f"repeatability error {record.linear.noise_rel:.2%}"))
+    return rows
+
+
+def write_html(record: CalibrationRecord, figures: list[Path], path: Path) -> Path:
+    """A self-contained HTML page: the record's figures in a table, every PNG embedded (base64)."""
+    rows = "\n".join(f"<tr><th>{html.escape(k)}</th><td>{html.escape(v)}</td></tr>" for k, v in _figures_table(record))
+    images = "\n".join(
+        f'<figure><img alt="{html.escape(p.stem)}" src="data:image/png;base64,'
+        f'{base64.b64encode(p.read_bytes()).decode("ascii")}"><figcaption>{html.escape(p.name)}</figcaption></figure>'
+        for p in figures
+    )
+    title = html.escape(f"Calibration {record.id} of {record.device.serial}")
+    page = (
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+        f"<title>{title}</title>"
+        "<style>body{font-family:sans-serif;max-width:60em;margin:auto}th{text-align:left;padding-right:1em}"
+        "img{max-width:100%}</style></head>\n"
+        f"<body><h1>{title}</h1>\n<table>\n{rows}\n</table>\n{images}\n</body></html>\n"
+    )
+    path.write_text(page, encoding="utf-8")
+    return path

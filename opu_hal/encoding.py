@@ -21,7 +21,7 @@ from __future__ import annotations
 import abc
 import logging
 import math
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -495,19 +495,32 @@ class NoDecoding(Decoder):
         return Y
 
 
-def pack_bits(X: ArrayLike) -> NDArray[np.uint8]:
+BitOrder = Literal["big", "little"]
+
+
+def check_bitorder(bitorder: Any) -> str:
+    """``bitorder`` if it is ``"big"`` or ``"little"``, else ValueError naming it."""
+    if bitorder not in ("big", "little"):
+        raise ValueError(f"bitorder: expected 'big' or 'little', got {bitorder!r}")
+    return str(bitorder)
+
+
+def pack_bits(X: ArrayLike, *, bitorder: BitOrder = "big") -> NDArray[np.uint8]:
     """Pack binary data along the last axis, 8 features per byte.
 
     Parameters
     ----------
     X : array-like of shape (..., n_features), bool or integer dtype, values in {0, 1}
+    bitorder : {"big", "little"}, default "big"
+        ``"big"`` (numpy's and lightonml's order): feature ``8 * i`` is the high bit (value
+        128) of byte ``i``. ``"little"``: feature ``8 * i + b`` is bit ``b`` (value ``2**b``).
 
     Returns
     -------
     ndarray of shape (..., ceil(n_features / 8)), uint8
-        Little bit order: feature ``8 * i + b`` is bit ``b`` (value ``2**b``) of byte ``i``,
-        as ``np.packbits(X, axis=-1, bitorder="little")``; padding bits are 0.
+        As ``np.packbits(X, axis=-1, bitorder=bitorder)``; padding bits are 0.
     """
+    check_bitorder(bitorder)
     arr = _as_array(X, "X")
     if arr.dtype.kind == "f":
         raise TypeError(f"X: expected bool or integer dtype holding 0 and 1, got dtype {arr.dtype}")
@@ -515,18 +528,20 @@ def pack_bits(X: ArrayLike) -> NDArray[np.uint8]:
         raise ValueError(f"X: expected a non-empty array of shape (..., n_features), got shape {arr.shape}")
     if ((arr != 0) & (arr != 1)).any():
         raise ValueError(f"X: expected only 0 and 1, got values {np.unique(arr)[:8]}")
-    return np.packbits(arr.astype(np.uint8, copy=False), axis=-1, bitorder="little")
+    return np.packbits(arr.astype(np.uint8, copy=False), axis=-1, bitorder=bitorder)
 
 
-def unpack_bits(P: ArrayLike, n_features: int, *, name: str = "P") -> NDArray[np.uint8]:
+def unpack_bits(P: ArrayLike, n_features: int, *, bitorder: BitOrder = "big", name: str = "P") -> NDArray[np.uint8]:
     """Inverse of :func:`pack_bits`.
 
     Parameters
     ----------
     P : ndarray of shape (..., ceil(n_features / 8)), uint8
-        Packed data, little bit order; padding bits must be 0.
+        Packed data; padding bits must be 0.
     n_features : int
         Number of features packed (>= 1).
+    bitorder : {"big", "little"}, default "big"
+        Bit order of ``P`` (see :func:`pack_bits`); ``"big"`` is ``np.packbits``'s.
     name : str
         The argument's name in error messages.
 
@@ -535,6 +550,7 @@ def unpack_bits(P: ArrayLike, n_features: int, *, name: str = "P") -> NDArray[np
     ndarray of shape (..., n_features), uint8 holding 0 and 1
     """
     n = _check_int(n_features, "n_features", 1)
+    check_bitorder(bitorder)
     arr = _as_array(P, name)
     if arr.dtype != np.uint8:
         raise TypeError(f"{name}: expected packed data of dtype uint8, got dtype {arr.dtype}")
@@ -544,7 +560,7 @@ def unpack_bits(P: ArrayLike, n_features: int, *, name: str = "P") -> NDArray[np
             f"{name}: expected a last axis of length ceil(n_features / 8) = {n_bytes} for "
             f"n_features={n}, got shape {arr.shape}"
         )
-    bits = np.unpackbits(arr, axis=-1, bitorder="little")
+    bits = np.unpackbits(arr, axis=-1, bitorder=bitorder)
     if bits[..., n:].any():
         raise ValueError(f"{name}: expected zero padding bits beyond n_features={n}, got set bits: wrong n_features?")
     return bits[..., :n]

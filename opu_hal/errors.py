@@ -102,7 +102,25 @@ class OPUNotFittedError(NotFittedError, AssertionError):
 
 
 class SaturationWarning(UserWarning):
-    """Some camera pixels were saturated: the affected outputs are clipped."""
+    """Some camera pixels were saturated: the affected outputs are clipped.
+
+    The message is the same every time at a given place, so Python's default warning filter
+    shows it once per place however often it happens; the numbers are attributes.
+
+    Attributes
+    ----------
+    fraction:
+        Fraction of the output pixels that were saturated (0 to 1), or None.
+    exposure_us:
+        Exposure in force (microseconds), or None.
+    frames:
+        Frames (or frame pairs) concerned, or None.
+    """
+
+    def __init__(self, message: str, *, fraction: float | None = None, exposure_us: float | None = None,
+                 frames: int | None = None) -> None:
+        super().__init__(message)
+        self.fraction, self.exposure_us, self.frames = fraction, exposure_us, frames
 
 
 __all__ = [

@@ -195,10 +195,13 @@ def project_planes(session: DeviceSession, record: CalibrationRecord, planes: np
         still = clipped[pending] & ~todo
         clipped[pending] = still
         if last and np.any(~fresh):
+            stuck = int(np.any(~fresh, axis=1).sum())
+            logger.info("%d frame pair(s) saturated at the shortest exposure %s us", stuck, applied.exposure_us)
             warnings.warn(
-                f"{int(np.any(~fresh, axis=1).sum())} frame pair(s) stay saturated at the shortest exposure "
-                f"{applied.exposure_us} us; their projections are clipped",
-                SaturationWarning,
+                SaturationWarning(
+                    "frame pairs stay saturated at the shortest exposure; their projections are clipped (numbers "
+                    "in .frames, .exposure_us)", frames=stuck, exposure_us=applied.exposure_us,
+                ),
                 stacklevel=3,
             )
         pending = pending[np.any(still, axis=1)]

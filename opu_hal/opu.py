@@ -14,7 +14,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .backends import AppliedConfig, Backend, DeviceConfig, Frames, make_backend
-from .encoding import unpack_bits
+from .encoding import BitOrder, check_bitorder, unpack_bits
 from .errors import DeviceClosedError, NotFittedError, SaturationWarning
 from .layout import DMDLayout, layout_1d, layout_2d
 from .locking import DeviceLock
@@ -318,7 +318,8 @@ class OPU:
 
     # ------------------------------------------------------------------ transform
     def transform(
-        self, X: Any, *, encoder: Any = None, decoder: Any = None, output: Output = "raw", packed: bool = False
+        self, X: Any, *, encoder: Any = None, decoder: Any = None, output: Output = "raw", packed: bool = False,
+        bitorder: BitOrder = "big",
     ) -> OPUResult:
         """Non-linear random features ``|R x|^2`` of binary inputs.
 
@@ -328,6 +329,9 @@ class OPU:
             Binary inputs, (n_features,) or batched (..., n_features) after fit1d, (..., rows,
             columns) after fit2d: dtype bool or integer 0/1; uint8 bit-packed rows with
             ``packed=True``. A numpy array, a list or a torch tensor.
+        bitorder:
+            Bit order of packed rows: ``"big"`` (``np.packbits``'s and lightonml's: the first
+            feature is the byte's high bit) or ``"little"`` (see :func:`opu_hal.encoding.pack_bits`).
         encoder, decoder:
             Fitted objects with a ``transform`` method applied before / after.
         output:
@@ -347,7 +351,7 @@ class OPU:
             self._require_open()
             if self._layout is None:
                 raise NotFittedError("transform: call fit1d or fit2d before transform")
-            array = self._binary_input(X, encoder, packed)
+            array = self._binary_input(X, encoder, packed, check_bitorder(bitorder))
             batch_shape = check_features(array, "X", self._feature_shape)
             flat = array.reshape(-1, self._layout.n_features)
             frames, context = self._acquire_all(flat)
@@ -363,7 +367,7 @@ class OPU:
             return tensor
         return result
 
-    def _binary_input(self, X: Any, encoder: Any, packed: bool) -> np.ndarray:
+    def _binary_input(self, X: Any, encoder: Any, packed: bool, bitorder: BitOrder) -> np.ndarray:
         array = as_numpy(X, "X")
         if encoder is not None:
             if not hasattr(encoder, "transform"):
@@ -372,7 +376,7 @@ class OPU:
         if packed:
             if len(self._feature_shape) != 1:
                 raise ValueError("packed: expected after fit1d (packed rows are 1-D), got a fit2d layout")
-            return unpack_bits(array, self._layout.n_features, name="X")
+            return unpack_bits(array, self._layout.n_features, bitorder=bitorder, name="X")
         return check_binary(array, "X")
 
     def _acquire_all(self, flat: np.ndarray) -> tuple[np.ndarray, TransformContext]:
@@ -383,10 +387,12 @@ class OPU:
         log = AcquisitionLog()
         log.add(parts)
         if log.saturated_fraction > self._settings.saturation_warning_fraction:
+            logger.info("%.2e of the output pixels saturated at %s us", log.saturated_fraction, self._applied.exposure_us)
             warnings.warn(
-                f"{log.saturated_fraction:.2e} of the output pixels are saturated; lower exposure_us "
-                f"(now {self._applied.exposure_us} us) or run auto-exposure",
-                SaturationWarning,
+                SaturationWarning(
+                    "output pixels are saturated; lower exposure_us or run auto-exposure (numbers in .fraction, "
+                    ".exposure_us)", fraction=log.saturated_fraction, exposure_us=self._applied.exposure_us,
+                ),
                 stacklevel=3,
             )
         info, applied = self._backend.info, self._applied

@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import textwrap
 import time
 import warnings
 from collections.abc import Callable
@@ -47,6 +48,7 @@ from firmware_sim.model import MODEL_NAME as _EMULATOR_MODEL
 from .errors import SaturationWarning
 from .opu import OPU
 from .record import CalibrationRecord
+from .validation import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -77,6 +79,11 @@ class SelftestConfig:
     n_features: int = 1000
     batch: int = 100
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("n_components", "n_features", "batch"):
+            check_int(getattr(self, name), name, low=1)
+        check_int(self.seed, "seed", low=0)
 
 
 #: Datasheet dark level (DN) of each known device model, as a function of (bit depth, exposure in us).
@@ -256,13 +263,22 @@ def run_selftest(
     return results
 
 
-def format_table(results: list[CheckResult]) -> str:
-    """A fixed-width table of the results, one line per check, and a verdict line."""
-    rows = [("check", "result", "measured", "expected")]
-    rows += [(r.name, r.status.upper(), r.measured, r.expected) for r in results]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
-    lines = [f"{a:<{widths[0]}}  {b:<{widths[1]}}  {c:<{widths[2]}}  {d}" for a, b, c, d in rows]
-    lines.insert(1, "-" * len(lines[0]))
+def format_table(results: list[CheckResult], width: int = 100) -> str:
+    """A table of the results within ``width`` columns, and a verdict line.
+
+    One row per check: its name, PASS/FAIL/SKIP and what was measured, then an indented
+    ``expected:`` line; long texts wrap under the measurement column.
+    """
+    name_w = max(len("check"), *(len(r.name) for r in results))
+    status_w = len("result")
+    indent = " " * (name_w + status_w + 4)
+    text_w = max(width - len(indent), 20)
+    lines = [f"{'check':<{name_w}}  {'result':<{status_w}}  measured / expected", "-" * min(width, len(indent) + text_w)]
+    for r in results:
+        measured = textwrap.wrap(r.measured, text_w) or [""]
+        expected = textwrap.wrap("expected: " + r.expected, text_w)
+        lines.append(f"{r.name:<{name_w}}  {r.status.upper():<{status_w}}  {measured[0]}")
+        lines += [indent + part for part in measured[1:] + expected]
     failed = [r.name for r in results if r.status == "fail"]
     lines.append("selftest " + ("FAILED: " + ", ".join(failed) if failed else "passed"))
     return "\n".join(lines)

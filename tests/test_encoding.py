@@ -441,15 +441,16 @@ def test_pack_unpack_round_trip(bits):
     n = bits.shape[-1]
     packed = pack_bits(bits)
     assert packed.dtype == np.uint8 and packed.shape == (bits.shape[0], -(-n // 8))
-    np.testing.assert_array_equal(packed, np.packbits(bits, axis=-1, bitorder="little"))
+    np.testing.assert_array_equal(packed, np.packbits(bits, axis=-1))  # numpy's (big) bit order by default
     out = unpack_bits(packed, n)
     assert out.dtype == np.uint8
     np.testing.assert_array_equal(out, bits)
 
 
-def test_pack_bits_little_order_and_bool():
-    np.testing.assert_array_equal(pack_bits([1, 0, 0, 0, 0, 0, 0, 0, 0, 1]), [1, 2])
-    np.testing.assert_array_equal(pack_bits(np.array([[True, True]])), [[3]])
+def test_pack_bits_big_and_little_order_and_bool():
+    np.testing.assert_array_equal(pack_bits([1, 0, 0, 0, 0, 0, 0, 0, 0, 1]), [128, 64])
+    np.testing.assert_array_equal(pack_bits([1, 0, 0, 0, 0, 0, 0, 0, 0, 1], bitorder="little"), [1, 2])
+    np.testing.assert_array_equal(pack_bits(np.array([[True, True]]), bitorder="little"), [[3]])
 
 
 @pytest.mark.parametrize(

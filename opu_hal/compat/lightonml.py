@@ -29,6 +29,10 @@ the ``OPU_HAL_DEVICE`` environment variable (``socket://host:port``, ``/dev/ttyU
 The encoders return lightonml's layouts (see each class). ``ConcatenatedBitPlanEncoder``,
 ``ConcatenatingBitPlanDecoder``, ``Float32Encoder`` and ``ConcatenatedFloat32Encoder`` are
 not provided: their names raise ``NotImplementedError`` pointing to the opu-hal way.
+
+Importing this module loads neither torch nor scikit-learn (nor dask or scipy): ``OPUMap``
+imports scikit-learn and ``TorchOPUMap`` torch when they are first named, and a star import
+gives neither of them (name them in the import line).
 """
 
 from __future__ import annotations
@@ -39,22 +43,26 @@ import logging
 import math
 import os
 import warnings
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from opu_hal.errors import OPUNotFittedError
-from opu_hal.opu import OPU as HalOPU
 from opu_hal.result import OPUResult, TransformContext
-from opu_hal.settings import OPUSettings
 from opu_hal.validation import as_numpy, is_torch_tensor
+
+if TYPE_CHECKING:
+    from opu_hal.compat._lightonml_device import LightonmlDevice
 
 logger = logging.getLogger(__name__)
 
 DEVICE_ENV = "OPU_HAL_DEVICE"
 
+# OPUMap (scikit-learn) and TorchOPUMap (torch) are left out: a star import would import both
+# libraries. Name them (``from opu_hal.compat.lightonml import OPUMap``), as lightonml's own
+# ``from lightonml import *`` does not give them either.
 __all__ = [
-    "OPU", "OPUMap", "TorchOPUMap", "SimulatedOpuDevice", "OutputRescaling", "InputRoiStrategy", "Context",
+    "OPU", "SimulatedOpuDevice", "OutputRescaling", "InputRoiStrategy", "Context",
     "ContextArray", "LightonmlCompatWarning", "OPUNotFittedError", "BaseTransformer", "NoEncoding", "NoDecoding",
     "BinaryThresholdEncoder", "MultiThresholdEncoder", "SeparatedBitPlanEncoder", "SeparatedBitPlanDecoder",
     "SequentialBaseTwoEncoder", "ConcatenatedBitPlanEncoder", "ConcatenatingBitPlanDecoder", "Float32Encoder",
@@ -170,7 +178,8 @@ class OPU:
     """lightonml.OPU's constructor and methods, running on an :class:`opu_hal.OPU`.
 
     Parameters are lightonml's; ``device`` (a URL) and ``seed`` are opu-hal extensions.
-    The opu-hal device is ``self.device``.
+    The opu-hal device is ``self.device``: an :class:`opu_hal.OPU` with lightonml's
+    ``input_shape`` (DMD rows, columns) and ``output_shape_max`` (camera rows, columns).
     """
 
     def __init__(
@@ -208,11 +217,41 @@ class OPU:
         self._feature_shape: tuple[int, ...] | None = None
         self._packed = False
         self._active_before_enter = False
-        self.device = HalOPU(
+        self._seed = seed
+        self._disable_pbar = bool(disable_pbar)
+        from opu_hal.compat._lightonml_device import LightonmlDevice  # the facade loads with the first OPU
+        from opu_hal.settings import OPUSettings
+
+        self.device = LightonmlDevice(
             _resolve_device(self.simulated, device), n_components=n_components, seed=seed,
-            settings=OPUSettings(input_roi_strategy=input_roi_strategy.name), progress=not disable_pbar,
+            settings=OPUSettings(input_roi_strategy=input_roi_strategy.name), progress=False,
         )
         if open_at_init is None or open_at_init:
+            self.open()
+
+    # ------------------------------------------------------------------ pickle and copy
+    def __getstate__(self) -> dict[str, Any]:
+        """The device URL, settings and fit; never the connection (it is reopened on unpickling)."""
+        state = self.__dict__.copy()
+        hal: LightonmlDevice = state.pop("device")
+        state["_hal"] = {
+            "device": hal.device, "n_components": hal.n_components, "seed": self._seed,
+            "settings": hal.settings, "calibration": hal.calibration, "open": hal.backend.is_open,
+        }
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        """Rebuild the device from its URL; a fitted OPU is opened and fitted again, an open one reopened."""
+        hal = state.pop("_hal")
+        self.__dict__.update(state)
+        from opu_hal.compat._lightonml_device import LightonmlDevice
+
+        self.device = LightonmlDevice(hal["device"], n_components=hal["n_components"], seed=hal["seed"],
+                             settings=hal["settings"], calibration=hal["calibration"], progress=False)
+        if self._feature_shape is not None:
+            fit = self.device.fit1d if len(self._feature_shape) == 1 else self.device.fit2d
+            fit(n_features=self._feature_shape[0] if len(self._feature_shape) == 1 else self._feature_shape)
+        elif hal["open"]:
             self.open()
 
     # ------------------------------------------------------------------ properties
@@ -345,6 +384,7 @@ class OPU:
     def _require_fit(self, what: str) -> tuple[int, ...]:
         if self._feature_shape is None:
             raise OPUNotFittedError(f"Call fit1d or fit2d before {what}")
+        self.device.progress = not self._disable_pbar and get_verbose_level() >= 1  # lightonml: silent below 1
         return self._feature_shape
 
     def _unpack(self, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
@@ -670,28 +710,36 @@ ConcatenatedFloat32Encoder = _not_provided(
 
 
 # ---------------------------------------------------------------------- OPUMap (scikit-learn and PyTorch)
-class _MapCore:
-    """What lightonml's two OPUMap classes share: build or adopt an OPU, fit, project."""
+def check_map_args(ndims: int, simulated: bool, max_n_features: int | None, device: str | None) -> None:
+    """lightonml's constructor checks of both OPUMap classes."""
+    if ndims not in (1, 2):
+        raise ValueError(f"ndims: expected 1 or 2, got {ndims}")
+    if simulated and device is None and max_n_features is None:
+        raise ValueError("max_n_features: expected a value with simulated=True, got None")
+
+
+class MapCore:
+    """What lightonml's two OPUMap classes share: fit the OPU, project, open and close.
+
+    Subclasses hold the parameters (``ndims``, ``n_2d_features``, ``packed``, ``simulated``,
+    ``max_n_features``, ``linear``, ``device``, ``seed``) and an ``opu`` attribute.
+    """
 
     opu: OPU
+    ndims: int
+    n_2d_features: Any
+    packed: bool
+    simulated: bool
+    max_n_features: int | None
+    linear: bool
+    device: str | None
+    seed: int | None
+    fitted: bool
 
-    def _setup(self, n_components: int, opu: OPU | None, ndims: int, n_2d_features: Any, packed: bool,
-               simulated: bool, max_n_features: int | None, verbose_level: int, linear: bool) -> None:
-        if verbose_level >= 0:
-            set_verbose_level(verbose_level)
-        self.verbose_level = get_verbose_level()
-        if opu is None:
-            if simulated and max_n_features is None:
-                raise ValueError("max_n_features: expected a value with simulated=True, got None")
-            opu = OPU(n_components=n_components, simulated=simulated, max_n_features=max_n_features or 1000)
-        else:
-            opu.n_components = n_components
-        if ndims not in (1, 2):
-            raise ValueError(f"ndims: expected 1 or 2, got {ndims}")
-        self.opu = opu
-        self.ndims, self.n_2d_features, self.packed = ndims, n_2d_features, packed
-        self.simulated, self.max_n_features, self.linear = simulated, max_n_features, linear
-        self.fitted = False
+    def _new_opu(self, n_components: int) -> OPU:
+        """The OPU a map builds when none is given (opened on first fit)."""
+        return OPU(n_components=n_components, simulated=self.simulated, max_n_features=self.max_n_features or 1000,
+                   open_at_init=False, device=self.device, seed=self.seed)
 
     def _fit(self, X: Any, n_features: Any, packed: bool, online: bool) -> None:
         fit = self.opu.fit1d if self.ndims == 1 else self.opu.fit2d
@@ -720,79 +768,19 @@ class _MapCore:
         self.close()
 
 
-def _sklearn_opumap() -> type:
-    from sklearn.base import BaseEstimator, TransformerMixin
-
-    class OPUMap(_MapCore, TransformerMixin, BaseEstimator):
-        """lightonml.projections.sklearn.OPUMap's call shapes (see :class:`opu_hal.sklearn.OPUMap` for the
-        clone- and pickle-safe opu-hal transformer)."""
-
-        def __init__(self, n_components: int, opu: OPU | None = None, ndims: int = 1, n_2d_features: Any = None,
-                     packed: bool = False, simulated: bool = False, max_n_features: int | None = None,
-                     verbose_level: int = -1, linear: bool = False) -> None:
-            self._setup(n_components, opu, ndims, n_2d_features, packed, simulated, max_n_features, verbose_level,
-                        linear)
-
-        @property
-        def n_components(self) -> int:
-            return self.opu.n_components
-
-        @n_components.setter
-        def n_components(self, value: int) -> None:
-            self.opu.n_components = value
-
-        def fit(self, X: Any = None, y: Any = None, n_features: Any = None, packed: bool = False,
-                online: bool = False) -> "OPUMap":
-            self._fit(X, n_features, packed, online)
-            return self
-
-        def transform(self, X: Any, y: Any = None) -> np.ndarray:
-            return np.array(self._project(X))
-
-    OPUMap.__module__ = __name__
-    return OPUMap
-
-
-def _torch_opumap() -> type:
-    from torch import nn
-
-    class TorchOPUMap(_MapCore, nn.Module):
-        """lightonml.projections.torch.OPUMap's call shapes: output detached (not differentiable).
-
-        See :class:`opu_hal.torch.OPUMap` for the opu-hal layer (dtype and device preserved).
-        """
-
-        def __init__(self, n_components: int, opu: OPU | None = None, ndims: int = 1, n_2d_features: Any = None,
-                     packed: bool = False, simulated: bool = False, max_n_features: int | None = None,
-                     verbose_level: int = -1, linear: bool = False) -> None:
-            nn.Module.__init__(self)
-            self._setup(n_components, opu, ndims, n_2d_features, packed, simulated, max_n_features, verbose_level,
-                        linear)
-            self.online = False
-
-        @property
-        def n_components(self) -> int:
-            return self.opu.n_components
-
-        def fit(self, X: Any = None, y: Any = None, n_features: Any = None, packed: bool = False,
-                online: bool = False) -> None:
-            self.online = online
-            self._fit(X, n_features, packed, online)
-
-        def forward(self, input: Any) -> Any:  # noqa: A002 - lightonml's argument name
-            return self._project(input).detach()
-
-    TorchOPUMap.__module__ = __name__
-    return TorchOPUMap
-
-
-_LAZY = {"OPUMap": _sklearn_opumap, "TorchOPUMap": _torch_opumap}
+_LAZY = {"OPUMap": "opu_hal.compat._lightonml_sklearn", "TorchOPUMap": "opu_hal.compat._lightonml_torch"}
 
 
 def __getattr__(name: str) -> Any:
-    """OPUMap needs scikit-learn and TorchOPUMap needs torch: built on first use."""
+    """OPUMap needs scikit-learn and TorchOPUMap needs torch: their modules are imported on first use."""
     if name in _LAZY:
-        cls = _LAZY[name]()
+        import importlib
+
+        cls = getattr(importlib.import_module(_LAZY[name]), name)
         globals()[name] = cls
         return cls
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
