@@ -110,7 +110,7 @@ class OPU:
             if self._backend.is_open:
                 return self
             if self._backend.exclusive:
-                self._device_lock = DeviceLock(str(self._url))
+                self._device_lock = DeviceLock(self._url.masked(), keys=self._backend.device_keys() or None)
                 self._device_lock.acquire()
             try:
                 info = self._backend.open(self.timeout_s)
