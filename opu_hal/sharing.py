@@ -12,6 +12,7 @@ whenever it passes from one client to another.
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import socket
 import threading
@@ -222,7 +223,9 @@ class SharingServer:
     token:
         The shared secret every client must present.
     host, port:
-        Address to listen on; loopback unless another address is given. Port 0: any free port.
+        Address to listen on; loopback unless another address is given (then a WARNING is
+        logged: there is no TLS, the token and data cross the network in clear). Port 0: any
+        free port.
     max_clients:
         Connections served at once; more are refused (DeviceBusyError on the client).
     max_payload:
@@ -256,6 +259,11 @@ class SharingServer:
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        if not _is_loopback(host):
+            logger.warning(
+                "serving on %s:%d without TLS: the token and all data cross the network in clear; "
+                "bind to a loopback address and tunnel (ssh -L) instead", host, self.address[1],
+            )
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._links: set[ServerLink] = set()
@@ -330,6 +338,15 @@ class SharingServer:
         for thread in self._threads:
             thread.join(5)
         self.device.backend.close()
+
+
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback address."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM)}
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    except (OSError, ValueError):
+        return False
 
 
 def _busy(hello: HelloRequest) -> Endpoint:
