@@ -110,7 +110,7 @@ class OPU:
             if self._backend.is_open:
                 return self
             if self._backend.exclusive:
-                self._device_lock = DeviceLock(str(self._url))
+                self._device_lock = DeviceLock(self._url.masked(), keys=self._backend.device_keys() or None)
                 self._device_lock.acquire()
             try:
                 info = self._backend.open(self.timeout_s)
@@ -144,7 +144,7 @@ class OPU:
 
     def __repr__(self) -> str:
         state = "open" if self._backend.is_open else "closed"
-        return f"OPU({str(self._url)!r}, n_components={self._n_components}, {state})"
+        return f"OPU({self._url.masked()!r}, n_components={self._n_components}, {state})"
 
     def _require_open(self) -> None:
         if self._closed:
@@ -155,7 +155,11 @@ class OPU:
     # ------------------------------------------------------------------ properties
     @property
     def device(self) -> str:
-        """The device URL."""
+        """The device URL, as needed to open the device again: secrets included (a ``token``).
+
+        Do not log or show it; ``repr(opu)`` and every message show it masked
+        (:func:`opu_hal.url.mask_url`).
+        """
         return str(self._url)
 
     @property

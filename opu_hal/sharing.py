@@ -2,8 +2,13 @@
 
 Clients connect with ``socket://HOST:PORT?token=SECRET``. Every connection must say HELLO
 with the shared secret before anything else; a wrong or missing token is refused and
-the connection closed before any command runs. Each client has its own configuration
-and reply cache (kept across reconnections by its session id); a FIFO queue gives the
+the connection closed before any command runs. Strangers cannot block or exhaust the
+server: a connection has ``auth_timeout_s`` to authenticate, sends frames of at most a few
+KB until then, gets no PING answer, and does not count as a client; at most
+``max_pending`` such connections exist (more are closed on accept, before anything is
+allocated for them). Each client has its own configuration and reply cache, kept across
+reconnections by its session id for ``session_linger_s`` after its last connection ends
+(at once on BYE), then freed; all caches together hold at most ``max_cache_mb``; a FIFO queue gives the
 device to one client at a time for a whole device call (all chunks of an ACQUIRE
 sequence), so clients never interleave a batch, and the device is re-configured
 whenever it passes from one client to another.
@@ -11,10 +16,13 @@ whenever it passes from one client to another.
 
 from __future__ import annotations
 
+import ctypes
 import hmac
+import ipaddress
 import logging
 import socket
 import threading
+import time
 import uuid
 from collections import deque
 from typing import Any
@@ -43,9 +51,10 @@ from .protocol.schema import (
     encode,
     encode_bulk_head,
 )
-from .protocol.device_side import CommandError, Endpoint, Reply, ServerLink
+from .protocol.device_side import CacheBudget, CommandError, Endpoint, Reply, ServerLink
 from .transport import TCPTransport
 from .url import parse_device_url
+from .validation import check_int, check_number, check_positive_seconds
 
 logger = logging.getLogger(__name__)
 
@@ -96,11 +105,19 @@ class SharedDevice:
 
 
 class ClientSession(Endpoint):
-    """One client's view of the shared device: its configuration, its reply cache."""
+    """One client's view of the shared device: its configuration, its reply cache.
 
-    def __init__(self, device: SharedDevice, session_id: str, forget: Any = None) -> None:
-        super().__init__()
+    ``links`` counts its open connections; ``detached_at`` (monotonic s) is when the last
+    one ended, None while one is open.
+    """
+
+    def __init__(
+        self, device: SharedDevice, session_id: str, forget: Any = None, budget: CacheBudget | None = None
+    ) -> None:
+        super().__init__(budget=budget)
         self.device, self.session_id, self._forget = device, session_id, forget
+        self.links = 0
+        self.detached_at: float | None = None
         self.config: DeviceConfig | None = None
         self.packer: DMDPacker | None = None
         self.applied = None
@@ -222,13 +239,26 @@ class SharingServer:
     token:
         The shared secret every client must present.
     host, port:
-        Address to listen on; loopback unless another address is given. Port 0: any free port.
+        Address to listen on; loopback unless another address is given (then a WARNING is
+        logged: there is no TLS, the token and data cross the network in clear). Port 0: any
+        free port.
     max_clients:
-        Connections served at once; more are refused (DeviceBusyError on the client).
+        Authenticated connections served at once; more are refused at HELLO
+        (DeviceBusyError on the client).
     max_payload:
-        Largest message accepted from a client (bytes).
+        Largest message accepted from an authenticated client (bytes).
     timeout_s:
         Seconds to wait for the device when opening it.
+    auth_timeout_s:
+        Seconds a connection has to authenticate (HELLO with the token) before it is closed.
+    max_pending:
+        Connections not yet authenticated at once (one thread and a few KB each); more are
+        closed on accept.
+    session_linger_s:
+        Seconds a client's session (configuration, reply cache) outlives its last
+        connection, for the client to reconnect and resume; 0: freed at once.
+    max_cache_mb:
+        Bound on the reply caches of all sessions together (MiB); the oldest replies go first.
     """
 
     def __init__(
@@ -241,23 +271,40 @@ class SharingServer:
         max_clients: int = 4,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         timeout_s: float = 10.0,
+        auth_timeout_s: float = 3.0,
+        max_pending: int = 64,
+        session_linger_s: float = 10.0,
+        max_cache_mb: float = 256.0,
     ) -> None:
         if not isinstance(token, str) or len(token) < 8:
             raise ValueError(f"token: expected a shared secret of at least 8 characters, got {len(str(token))}")
-        if max_clients < 1:
-            raise ValueError(f"max_clients: expected at least 1, got {max_clients}")
-        self.token, self.max_clients = token, max_clients
+        check_int(max_clients, "max_clients", low=1)
+        check_int(max_pending, "max_pending", low=1)
+        check_positive_seconds(auth_timeout_s, "auth_timeout_s")
+        check_number(session_linger_s, "session_linger_s", low=0, unit="s")
+        check_number(max_cache_mb, "max_cache_mb", low=0, unit="MiB")
+        self.token, self.max_clients, self.max_pending = token, max_clients, max_pending
+        self.auth_timeout_s, self.session_linger_s = float(auth_timeout_s), float(session_linger_s)
+        self.cache_budget = CacheBudget(int(max_cache_mb * 2**20))
+        _map_large_blocks()
         self.device = SharedDevice(make_backend(parse_device_url(device), None), timeout_s)
         self.device.max_payload = max_payload
         self.max_payload = max_payload
         self._sessions: dict[str, ClientSession] = {}
-        self._connections = 0
+        self._clients = 0  # authenticated connections
+        self._pending = 0  # connections not yet authenticated
         self._lock = threading.Lock()
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
+        if not _is_loopback(host):
+            logger.warning(
+                "serving on %s:%d without TLS: the token and all data cross the network in clear; "
+                "bind to a loopback address and tunnel (ssh -L) instead", host, self.address[1],
+            )
         self._stop = threading.Event()
-        self._threads: list[threading.Thread] = []
+        self._threads: list[threading.Thread] = []  # of connections (finished ones pruned)
+        self._accepting: threading.Thread | None = None
         self._links: set[ServerLink] = set()
 
     @property
@@ -265,31 +312,74 @@ class SharingServer:
         """What clients open (add ``?token=...``)."""
         return f"socket://{self.address[0]}:{self.address[1]}"
 
-    def resolve(self, hello: HelloRequest) -> ClientSession:
-        """Check the token and find the client's session (called on HELLO, its protocol checked)."""
+    def resolve(self, hello: HelloRequest, connection: "_Connection | None" = None) -> ClientSession:
+        """Check the token, admit the connection as a client, find its session (called on HELLO)."""
         token = hello.token
         if token is None or not hmac.compare_digest(token.encode(), self.token.encode()):
             raise CommandError(ErrorCode.UNAUTHORIZED, "a valid token is required (socket://HOST:PORT?token=...)", False)
         session_id = hello.session or ""
         with self._lock:
-            if session_id not in self._sessions:
-                self._sessions[session_id] = ClientSession(self.device, session_id, self._forget)
-            return self._sessions[session_id]
+            if connection is not None and not connection.client:
+                if self._clients >= self.max_clients:
+                    logger.warning("refused a client: %d clients already", self._clients)
+                    raise CommandError(ErrorCode.BUSY, "too many clients; try again later", False)
+                self._clients += 1
+                self._pending -= 1
+                connection.client = True
+            session = self._sessions.get(session_id)
+            if session is None:
+                session = self._sessions[session_id] = ClientSession(
+                    self.device, session_id, self._forget, self.cache_budget
+                )
+            if connection is not None and connection.session is not session:
+                if connection.session is not None:
+                    self._detach(connection.session)
+                connection.session = session
+                session.links += 1
+                session.detached_at = None
+            return session
 
     def _forget(self, session_id: str) -> None:
         with self._lock:
-            self._sessions.pop(session_id, None)
+            session = self._sessions.pop(session_id, None)
+        if session is not None:
+            session.cache.clear()
+
+    def _detach(self, session: ClientSession) -> None:
+        """A connection of ``session`` ended (``_lock`` held): free it now or after the linger."""
+        session.links -= 1
+        if session.links > 0:
+            return
+        session.detached_at = time.monotonic()
+        if self.session_linger_s == 0 and self._sessions.get(session.session_id) is session:
+            del self._sessions[session.session_id]
+            session.cache.clear()
+
+    def _sweep(self) -> None:
+        """Free the sessions whose last connection ended more than ``session_linger_s`` ago."""
+        now = time.monotonic()
+        with self._lock:
+            stale = [
+                s for s in self._sessions.values()
+                if s.links == 0 and s.detached_at is not None and now - s.detached_at >= self.session_linger_s
+            ]
+            for session in stale:
+                del self._sessions[session.session_id]
+        for session in stale:
+            session.cache.clear()
+        self._threads = [t for t in self._threads if t.is_alive()]
 
     def start(self) -> "SharingServer":
         """Accept clients in a background thread; returns self."""
         thread = threading.Thread(target=self.serve_forever, name="serve-accept", daemon=True)
         thread.start()
-        self._threads.append(thread)
+        self._accepting = thread
         return self
 
     def serve_forever(self) -> None:
         """Accept clients until ``close()``."""
         while not self._stop.is_set():
+            self._sweep()
             try:
                 conn, peer = self._listener.accept()
             except (TimeoutError, socket.timeout):
@@ -297,19 +387,23 @@ class SharingServer:
             except OSError:
                 return
             with self._lock:
-                if self._connections >= self.max_clients:
-                    logger.warning("refused %s: %d clients already", peer, self._connections)
-                    refuse = True
-                else:
-                    self._connections += 1
-                    refuse = False
-            link = ServerLink(TCPTransport(*peer[:2], sock=conn), self.resolve if not refuse else _busy,
-                              max_payload=self.max_payload)
-            thread = threading.Thread(target=self._serve_link, args=(link, not refuse), daemon=True)
-            thread.start()
+                refuse = self._pending >= self.max_pending
+                if not refuse:
+                    self._pending += 1
+            if refuse:
+                logger.warning("closed a connection from %s: %d not yet authenticated", peer[0], self.max_pending)
+                conn.close()
+                continue
+            connection = _Connection()
+            link = ServerLink(
+                TCPTransport(*peer[:2], sock=conn), lambda hello, c=connection: self.resolve(hello, c),
+                max_payload=self.max_payload, hello_timeout_s=self.auth_timeout_s,
+            )
+            thread = threading.Thread(target=self._serve_link, args=(link, connection), daemon=True)
             self._threads.append(thread)
+            thread.start()
 
-    def _serve_link(self, link: ServerLink, counted: bool) -> None:
+    def _serve_link(self, link: ServerLink, connection: "_Connection") -> None:
         self._links.add(link)
         try:
             link.serve()
@@ -317,9 +411,13 @@ class SharingServer:
             self._links.discard(link)
             if isinstance(link.endpoint, ClientSession):
                 self.device.queue.release(link.endpoint)
-            if counted:
-                with self._lock:
-                    self._connections -= 1
+            with self._lock:
+                if connection.client:
+                    self._clients -= 1
+                else:
+                    self._pending -= 1
+                if connection.session is not None:
+                    self._detach(connection.session)
 
     def close(self) -> None:
         """Stop serving, disconnect clients and close the device."""
@@ -327,10 +425,42 @@ class SharingServer:
         self._listener.close()
         for link in list(self._links):
             link.stop()
-        for thread in self._threads:
+        for thread in [self._accepting, *self._threads] if self._accepting else self._threads:
             thread.join(5)
         self.device.backend.close()
 
 
-def _busy(hello: HelloRequest) -> Endpoint:
-    raise CommandError(ErrorCode.BUSY, "too many clients; try again later", False)
+def _is_loopback(host: str) -> bool:
+    """Whether every address ``host`` resolves to is a loopback address."""
+    try:
+        addresses = {info[4][0] for info in socket.getaddrinfo(host or None, 0, type=socket.SOCK_STREAM)}
+        return bool(addresses) and all(ipaddress.ip_address(a.split("%")[0]).is_loopback for a in addresses)
+    except (OSError, ValueError):
+        return False
+
+
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter
+_MMAP_THRESHOLD = 2**20  # bytes: larger blocks are mapped, and unmapped when freed
+
+
+def _map_large_blocks() -> None:
+    """Make glibc map every block of 1 MiB or more, and unmap it when freed (process-wide).
+
+    Replies are made in the connections' threads, each with its own malloc arena; by
+    default glibc raises its mapping threshold once large blocks are freed, and then keeps
+    what the arenas freed, so the RSS of a server whose clients come and go stays at its
+    peak. A no-op where there is no glibc.
+    """
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (AttributeError, OSError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD)
+
+
+class _Connection:
+    """What the server knows of one connection: whether it is an admitted client, its session."""
+
+    def __init__(self) -> None:
+        self.client = False
+        self.session: ClientSession | None = None

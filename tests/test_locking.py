@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import subprocess
 import sys
 import tempfile
@@ -10,7 +11,7 @@ import textwrap
 
 import pytest
 
-from opu_hal import OPU, DeviceBusyError
+from opu_hal import OPU, DeviceBusyError, OPUError
 from opu_hal.backends.emulated import EmulatedBackend
 from opu_hal.locking import DeviceLock
 
@@ -100,7 +101,7 @@ def test_opu_takes_the_lock_of_an_exclusive_device(tmp_path, monkeypatch):
     first = OPU(url, n_components=5, progress=False).open()
     try:
         second = OPU(url, n_components=5, progress=False)
-        with pytest.raises(DeviceBusyError, match=rf"in use by another process \(pid {os.getpid()}\)"):
+        with pytest.raises(DeviceBusyError, match=rf"in use by another OPU in this process \(pid {os.getpid()}\)"):
             second.open()
         assert not second.backend.is_open
     finally:
@@ -110,3 +111,55 @@ def test_opu_takes_the_lock_of_an_exclusive_device(tmp_path, monkeypatch):
         OPU(url, n_components=101, progress=False).open()
     with OPU(url, n_components=5, progress=False) as opu:
         assert opu.backend.is_open
+
+
+def test_lock_files_live_in_a_private_per_user_directory(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    lock = DeviceLock(DEVICE)
+    lock.acquire()
+    try:
+        folder = lock.path.parent
+        assert folder.parent == tmp_path and str(os.getuid()) in folder.name
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert stat.S_IMODE(lock.path.stat().st_mode) == 0o600
+    finally:
+        lock.release()
+
+
+def test_runtime_directory_is_used_when_there_is_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_RUNTIME_DIR", str(tmp_path))
+    lock = DeviceLock(DEVICE)
+    assert lock.path.parent == tmp_path / "opu_hal"
+
+
+def test_a_symlink_planted_at_the_lock_path_is_not_followed(tmp_path):
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    lock = DeviceLock(DEVICE, tmp_path)
+    lock.path.symlink_to(victim)
+    with pytest.raises(OPUError, match="lock file"):
+        lock.acquire()
+    assert victim.read_text() == "precious"
+
+
+def test_a_foreign_or_open_lock_directory_is_refused(tmp_path, monkeypatch):
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    folder = tmp_path / f"opu_hal-{os.getuid()}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    folder.symlink_to(elsewhere)  # a directory planted by someone else, as a symlink
+    with pytest.raises(OPUError, match="lock directory"):
+        DeviceLock(DEVICE).acquire()
+
+
+def test_a_second_opu_in_this_process_is_told_so(tmp_path):
+    lock = DeviceLock(DEVICE, tmp_path)
+    lock.acquire()
+    try:
+        with pytest.raises(DeviceBusyError, match=r"in use by another OPU in this process \(pid \d+\)") as info:
+            DeviceLock(DEVICE, tmp_path).acquire()
+        assert "another process" not in str(info.value)
+    finally:
+        lock.release()

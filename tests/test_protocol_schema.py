@@ -328,7 +328,7 @@ def test_serve_answers_an_authenticated_hello_with_a_non_list_protocol():
         raw.close()
         for _ in range(2):  # a new connection succeeds once the old one's slot is released
             deadline = time.monotonic() + 5
-            while server._connections and time.monotonic() < deadline:
+            while server._clients and time.monotonic() < deadline:
                 time.sleep(0.02)
             raw = connect_serve(server)
             assert raw.json(MsgType.HELLO, hello(), MsgType.HELLO_REPLY)["protocol_version"] == "1.0"

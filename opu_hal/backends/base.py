@@ -101,6 +101,10 @@ class Backend(ABC):
             raise DeviceClosedError("the device is not open: call open() first")
         return self._info
 
+    def device_keys(self) -> tuple[str, ...]:
+        """Names of the device for the lock of an exclusive device, resolved now; () means the URL's."""
+        return ()
+
     def open(self, timeout_s: float) -> DeviceInfo:
         """Connect (within ``timeout_s`` seconds) and return the device's description."""
         if timeout_s <= 0:

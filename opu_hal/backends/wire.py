@@ -67,6 +67,8 @@ class WireBackend(Backend):
         Called after the link is closed (stops an in-process firmware).
     exclusive:
         Whether other processes could reach the device (the OPU then locks it).
+    keys:
+        Names the device for that lock, resolved when called (the link's ``keys``).
     retries:
         Times a request is re-sent, the link re-opened or a reboot recovered from.
     window:
@@ -85,6 +87,7 @@ class WireBackend(Backend):
         *,
         release: Callable[[], None] | None = None,
         exclusive: bool = True,
+        keys: Callable[[], tuple[str, ...]] | None = None,
         retries: int = 3,
         window: int = 2,
         chunk_frames: int | None = None,
@@ -98,7 +101,7 @@ class WireBackend(Backend):
         if chunk_frames is not None:
             check_int(chunk_frames, "chunk_frames", low=1)
         self.exclusive = exclusive
-        self._connect, self._release = connect, release
+        self._connect, self._release, self._keys = connect, release, keys
         self.retries, self.window, self.chunk_frames = retries, window, chunk_frames
         self.token, self.max_payload, self.timeout_s = token, max_payload, timeout_s
         self.client: ProtocolClient | None = None
@@ -106,6 +109,10 @@ class WireBackend(Backend):
         self._counters: tuple[int, float] = (0, 0.0)  # device frame counter and clock (us) after the last reply
         self._applied: AppliedConfig | None = None
         self._packing: ThreadPoolExecutor | None = None  # packs the next chunk while the current one is sent
+
+    def device_keys(self) -> tuple[str, ...]:
+        """The link's names of the device (resolved now), or () to key the lock on the URL."""
+        return self._keys() if self._keys is not None else ()
 
     @property
     def hello(self) -> Hello:
@@ -362,7 +369,9 @@ def wire_options(spec: DeviceSpec) -> dict[str, object]:
 def wire_backend(spec: DeviceSpec) -> WireBackend:
     """The backend of a URL whose scheme has a link (``socket://``, ``serial://``, registered ones)."""
     link = spec.make_link()
-    return WireBackend(link.connect, release=link.release, exclusive=link.exclusive, **wire_options(spec))
+    return WireBackend(
+        link.connect, release=link.release, exclusive=link.exclusive, keys=link.keys, **wire_options(spec)
+    )
 
 
 def sim_backend(spec: DeviceSpec) -> SimBackend:

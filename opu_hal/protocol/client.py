@@ -4,8 +4,9 @@ Every request gets a sequence number; its reply carries the same one. A request 
 reply does not come within ``timeout_s`` seconds of silence (KEEPALIVE frames from the
 device count as life), or comes corrupt, is sent again with the *same* sequence number,
 up to ``retries`` times; the device answers a repeated request from its reply cache
-without executing it twice. A broken link is re-opened and re-greeted; if the device's
-boot id changed, it rebooted and :class:`DeviceResetError` tells the caller to
+without executing it twice. A broken link is re-opened and re-greeted, in a bounded loop
+with backoff (each failed attempt counts against the waiting requests' retries; never
+recursion); if the device's boot id changed, it rebooted and :class:`DeviceResetError` tells the caller to
 re-configure and resume.
 """
 
@@ -83,6 +84,7 @@ class _Pending:
     deferred: bool = False
     last_failure: str = "no reply"
     corrupt: bool = False
+    retries: int | None = None  # this request's own limit (None: the client's)
 
 
 class _Writer:
@@ -180,12 +182,18 @@ class ProtocolClient:
 
     def handshake(self) -> Hello:
         """Send HELLO; returns (and keeps) the device's answer. Raises IncompatibleFirmwareError."""
+        return self._greet(reconnect=True)
+
+    def _greet(self, reconnect: bool) -> Hello:
+        """HELLO; with ``reconnect`` False a single attempt whose link failure raises TransportError
+        (the reconnect loop's own greeting: it counts the attempt, never recurses)."""
         body = HelloRequest(
             protocol=(PROTOCOL_MAJOR, PROTOCOL_MINOR), session=self.session, keepalive_s=self.timeout_s / 4, token=self.token
         )
         self._in_handshake = True
         try:
-            reply = self.request(Request(MsgType.HELLO, [encode(body)]))
+            request = Request(MsgType.HELLO, [encode(body)])
+            reply = self._request(request, None if reconnect else 0, reconnect)
         finally:
             self._in_handshake = False
         hello = self._parse_hello(reply)
@@ -237,13 +245,16 @@ class ProtocolClient:
         The pipeline of one request, without its bookkeeping: a small request's own
         time is on the round trip of every command.
         """
-        pending = _Pending(request.seq or self.next_seq(), request)
+        return self._request(request, None, True)
+
+    def _request(self, request: Request, retries: int | None, reconnect: bool) -> Frame:
+        pending = _Pending(request.seq or self.next_seq(), request, retries=retries)
         self._pending[pending.seq] = pending
         queue = [pending]
         try:
             self._send(pending)
             while pending.reply is None:
-                self._pump(queue)
+                self._pump(queue, reconnect)
         finally:
             self._pending.pop(pending.seq, None)
         if pending.reply.type == MsgType.ERROR:
@@ -324,10 +335,11 @@ class ProtocolClient:
     def _retry(self, pending: _Pending, reason: str, corrupt: bool) -> None:
         pending.attempts += 1
         pending.last_failure, pending.corrupt = reason, corrupt
-        if pending.attempts > self.retries:
+        retries = self.retries if pending.retries is None else pending.retries
+        if pending.attempts > retries:
             name = _type_name(pending.request.type)
             text = (
-                f"{name} request (seq {pending.seq}): no valid reply after {self.retries} retries "
+                f"{name} request (seq {pending.seq}): no valid reply after {retries} retries "
                 f"({self.timeout_s} s timeout each); last failure: {reason}"
             )
             raise ProtocolError(text) if corrupt else DeviceTimeoutError(text)
@@ -336,8 +348,10 @@ class ProtocolClient:
         pending.deferred = False
         self._send(pending)
 
-    def _pump(self, queue: list[_Pending]) -> None:
-        """Read what arrives until the first unanswered request's deadline; handle it."""
+    def _pump(self, queue: list[_Pending], reconnect: bool = True) -> None:
+        """Read what arrives until the first unanswered request's deadline; handle it.
+
+        A broken link is re-opened (``reconnect``) or its TransportError raised."""
         first = next((p for p in queue if p.reply is None and not p.deferred), None)
         now = time.monotonic()
         if first is not None and (first.deadline is None or (self._writer is not None and self._writer.busy)):
@@ -356,6 +370,8 @@ class ProtocolClient:
                 received = len(data)
                 self._decoder.feed(data)
         except TransportError as exc:
+            if not reconnect:
+                raise
             self._reconnect(queue, str(exc))
             return
         if received:
@@ -410,30 +426,37 @@ class ProtocolClient:
         pending.reply = frame
 
     def _reconnect(self, queue: list[_Pending], reason: str) -> None:
-        """Re-open a broken link, greet the device, and resend unanswered requests (same seqs)."""
+        """Re-open a broken link, greet the device, and resend unanswered requests (same seqs).
+
+        A loop: every failed attempt (the link, or the greeting on it) counts against the
+        waiting requests' retries and is followed by a backoff (doubling from 50 ms, at most a
+        quarter of ``timeout_s``), so a device that accepts and hangs up gives a
+        DeviceTimeoutError after ``retries`` attempts, each bounded by ``timeout_s``.
+        """
         waiting = [p for p in queue if p.reply is None]
-        for pending in waiting:
-            pending.attempts += 1
-            if pending.attempts > self.retries:
-                raise DeviceTimeoutError(
-                    f"{_type_name(pending.request.type)} request (seq {pending.seq}): the link failed "
-                    f"{self.retries + 1} times; last: {reason}"
-                )
-        logger.info("link lost (%s); reconnecting", reason)
-        self.transport.close()
-        self._stop_writing()
-        deadline = time.monotonic() + self.timeout_s
+        backoff = 0.05
         while True:
+            for pending in waiting:
+                pending.attempts += 1
+                retries = self.retries if pending.retries is None else pending.retries
+                if pending.attempts > retries:
+                    raise DeviceTimeoutError(
+                        f"{_type_name(pending.request.type)} request (seq {pending.seq}): the link failed "
+                        f"{retries + 1} times; last: {reason}"
+                    )
+            logger.info("link lost (%s); reconnecting", reason)
+            self.transport.close()
+            self._stop_writing()
             try:
                 self.transport.open(self.timeout_s)
+                self._decoder.reset()
+                old = self.hello.boot_id if self.hello else None
+                hello = self._greet(reconnect=False)
                 break
-            except TransportError:
-                if time.monotonic() >= deadline:
-                    raise
-                time.sleep(0.05)
-        self._decoder.reset()
-        old = self.hello.boot_id if self.hello else None
-        hello = self.handshake()
+            except (TransportError, DeviceTimeoutError, ProtocolError) as exc:
+                reason = str(exc)
+                time.sleep(backoff)
+                backoff = min(2 * backoff, self.timeout_s / 4)
         if old is not None and hello.boot_id != old:
             raise DeviceResetError(f"the device rebooted while the link was down (boot id {hello.boot_id})", hello.boot_id)
         for pending in waiting:

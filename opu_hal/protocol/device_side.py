@@ -1,11 +1,14 @@
 """The device side of the protocol, for any transport: framing, reply cache and keep-alive.
 
 An :class:`Endpoint` executes requests (the emulator firmware, or ``opu-hal serve``
-sharing a device); a :class:`ServerLink` serves one connection: a reader thread decodes
-frames, a worker executes them in order and writes the replies, and a ticker sends
-``KEEPALIVE`` frames while a request runs. A request repeated with the same sequence
-number (and the same payload) is answered from the endpoint's reply cache without
-executing it again.
+sharing a device); a :class:`ServerLink` serves one connection. Until the peer's HELLO is
+accepted, the connection has one thread (its reader, which answers HELLO itself), accepts
+frames of at most ``hello_payload`` bytes (a larger one closes it), answers no PING and,
+with ``hello_timeout_s``, is closed when that deadline passes. Then a worker executes
+requests in order and writes the replies, and a ticker sends ``KEEPALIVE`` frames while a
+request runs. A request repeated with the same sequence number (and the same payload) is
+answered from the endpoint's reply cache without executing it again; caches may share a
+:class:`CacheBudget` that bounds their total bytes.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 import queue
 import signal
 import threading
+import time
 import zlib
 from abc import ABC, abstractmethod
 from collections import OrderedDict
@@ -46,36 +50,95 @@ class Reply:
     known_crcs: dict[int, int] = field(default_factory=dict)
 
 
-class ReplyCache:
-    """The last ``size`` replies by sequence number, each tied to its request's payload CRC."""
+class CacheBudget:
+    """A bound on the bytes of several reply caches together: the oldest replies go first."""
 
-    def __init__(self, size: int = 16) -> None:
+    def __init__(self, max_bytes: int) -> None:
+        if not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"max_bytes: expected a non-negative number of bytes, got {max_bytes!r}")
+        self.max_bytes = max_bytes
+        self.used = 0
+        self._order: OrderedDict[tuple[int, int], tuple["ReplyCache", int, int]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def charge(self, cache: "ReplyCache", seq: int, size: int) -> None:
+        """Count a reply of ``size`` bytes now in ``cache``; evict the oldest replies beyond the bound."""
+        evict = []
+        with self._lock:
+            old = self._order.pop((id(cache), seq), None)
+            if old is not None:
+                self.used -= old[2]
+            self._order[(id(cache), seq)] = (cache, seq, size)
+            self.used += size
+            while self.used > self.max_bytes and self._order:
+                _, (owner, old_seq, old_size) = self._order.popitem(last=False)
+                self.used -= old_size
+                evict.append((owner, old_seq))
+        for owner, old_seq in evict:
+            owner.drop(old_seq, charged=False)
+
+    def refund(self, cache: "ReplyCache", seq: int) -> None:
+        """Forget a reply that left ``cache``."""
+        with self._lock:
+            old = self._order.pop((id(cache), seq), None)
+            if old is not None:
+                self.used -= old[2]
+
+
+class ReplyCache:
+    """The last ``size`` replies by sequence number, each tied to its request's payload CRC.
+
+    ``budget``: a :class:`CacheBudget` shared with other caches (their total bytes bounded).
+    """
+
+    def __init__(self, size: int = 16, budget: CacheBudget | None = None) -> None:
         self.size = size
+        self.budget = budget
         self._entries: OrderedDict[int, tuple[int, Reply]] = OrderedDict()
+        self._lock = threading.Lock()
 
     def get(self, seq: int, crc: int) -> Reply | None:
         """The cached reply to this request, if any."""
-        entry = self._entries.get(seq)
+        with self._lock:
+            entry = self._entries.get(seq)
         return entry[1] if entry is not None and entry[0] == crc else None
 
     def put(self, seq: int, crc: int, reply: Reply) -> None:
         """Remember a reply, forgetting the oldest beyond ``size``."""
-        self._entries[seq] = (crc, reply)
-        self._entries.move_to_end(seq)
-        while len(self._entries) > self.size:
-            self._entries.popitem(last=False)
+        with self._lock:
+            self._entries[seq] = (crc, reply)
+            self._entries.move_to_end(seq)
+            dropped = []
+            while len(self._entries) > self.size:
+                dropped.append(self._entries.popitem(last=False)[0])
+        if self.budget is not None:
+            for old in dropped:
+                self.budget.refund(self, old)
+            self.budget.charge(self, seq, sum(len(piece) for piece in reply.pieces))
+
+    def drop(self, seq: int, charged: bool = True) -> None:
+        """Forget one reply (``charged``: also refund it to the budget)."""
+        with self._lock:
+            self._entries.pop(seq, None)
+        if charged and self.budget is not None:
+            self.budget.refund(self, seq)
 
     def clear(self) -> None:
-        """Forget every reply (the device rebooted, or a new client session began)."""
-        self._entries.clear()
+        """Forget every reply (the device rebooted, a session ended or a new one began)."""
+        with self._lock:
+            seqs = list(self._entries)
+            self._entries.clear()
+        if self.budget is not None:
+            for seq in seqs:
+                self.budget.refund(self, seq)
 
 
 class Endpoint(ABC):
     """Executes requests one at a time; repeated requests are answered from the cache."""
 
-    def __init__(self, cache_size: int = 16) -> None:
+    def __init__(self, cache_size: int = 16, budget: CacheBudget | None = None) -> None:
         self.lock = threading.RLock()
-        self.cache = ReplyCache(cache_size)
+        self.cache = ReplyCache(cache_size, budget)
 
     @property
     def stalled(self) -> bool:
@@ -129,6 +192,12 @@ class ServerLink:
     keepalive_s:
         Interval of KEEPALIVE frames while a request runs (seconds); a HELLO may ask for
         a shorter one.
+    hello_payload:
+        Largest frame payload accepted before a HELLO is accepted (bytes); a larger one
+        closes the connection before anything is allocated for it.
+    hello_timeout_s:
+        Seconds a connection may take to get its HELLO accepted before it is closed; None:
+        no deadline.
     """
 
     def __init__(
@@ -139,8 +208,11 @@ class ServerLink:
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         keepalive_s: float = 1.0,
         max_queued: int = 8,
+        hello_payload: int = 4096,
+        hello_timeout_s: float | None = None,
     ) -> None:
         self.transport = transport
+        self.hello_payload, self.hello_timeout_s = hello_payload, hello_timeout_s
         self.resolver = resolver
         self.max_payload = max_payload
         self.keepalive_s = keepalive_s
@@ -176,16 +248,17 @@ class ServerLink:
         self.transport.close()
 
     def serve(self) -> None:
-        """Read and answer requests until the transport closes."""
+        """Read and answer requests until the transport closes (or no HELLO came in time)."""
         self._running.set()
-        worker = threading.Thread(target=self._work, name="protocol-worker", daemon=True)
-        ticker = threading.Thread(target=self._tick, name="protocol-keepalive", daemon=True)
-        worker.start()
-        ticker.start()
-        decoder = FrameDecoder(self.max_payload)
+        decoder = FrameDecoder(min(self.hello_payload, self.max_payload))
+        deadline = None if self.hello_timeout_s is None else time.monotonic() + self.hello_timeout_s
+        threads: list[threading.Thread] = []
         transport, running = self.transport, self._running
         try:
             while running.is_set():
+                if not threads and deadline is not None and time.monotonic() >= deadline:
+                    logger.info("%s: no HELLO accepted within %s s; closing", transport, self.hello_timeout_s)
+                    break
                 try:
                     view = decoder.direct_view()
                     if view is not None:
@@ -200,15 +273,54 @@ class ServerLink:
                         decoder.feed(data)
                 except TransportError:
                     break
-                if received:
-                    self._drain(decoder)
+                if not received:
+                    continue
+                if not threads:
+                    if not self._greet(decoder):
+                        break
+                    if self.endpoint is None:
+                        continue
+                    decoder.max_payload = self.max_payload
+                    threads = [
+                        threading.Thread(target=self._work, name="protocol-worker", daemon=True),
+                        threading.Thread(target=self._tick, name="protocol-keepalive", daemon=True),
+                    ]
+                    for thread in threads:
+                        thread.start()
+                self._drain(decoder)
         finally:
             self._running.clear()
             self._stopped.set()
-            self._queue.put(None)
-            worker.join()
-            ticker.join()
+            if threads:
+                self._queue.put(None)
+            for thread in threads:
+                thread.join()
             self.transport.close()
+
+    def _greet(self, decoder: FrameDecoder) -> bool:
+        """Before a HELLO is accepted: answer HELLO here, refuse other requests, ignore PING.
+
+        Returns False when the connection is to be closed (a refused HELLO, a frame over
+        ``hello_payload``)."""
+        while self.endpoint is None:
+            try:
+                frame = decoder.next_frame()
+            except CorruptFrameError as exc:
+                self.send_error(exc.seq, ErrorCode.CORRUPT_REQUEST, str(exc))
+                continue
+            except ProtocolError as exc:
+                logger.info("%s: closed before HELLO: %s", self.transport, exc)
+                return False
+            if frame is None:
+                return True
+            if frame.type == MsgType.PING:
+                continue
+            reply = self._answer(frame)
+            if reply is not None:
+                self.send(reply.type, frame.seq, reply.pieces, reply.known_crcs)
+                if reply.type == MsgType.ERROR and frame.type == MsgType.HELLO:
+                    return False  # refused at HELLO: nothing else runs on this connection
+        return True
 
     def _drain(self, decoder: FrameDecoder) -> None:
         while True:

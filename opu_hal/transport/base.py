@@ -108,10 +108,14 @@ class Link:
     ``connect()`` makes the host's transport (open or not) when the device is opened;
     ``release()``, if given, runs after that transport is closed (e.g. stops an in-process
     firmware). ``exclusive``: whether the device is this process's alone while open (the
-    OPU then takes the device lock); False for devices shared by design.
+    OPU then takes the device lock); False for devices shared by design. ``keys()``, if
+    given, names the device for that lock as resolved now (TCP: every address and port the
+    host name resolves to; a serial port: its real path), so that two names of one device
+    take one lock; without it the lock is keyed on the URL.
     """
 
     connect: Callable[[], Transport]
     release: Callable[[], None] | None = None
     exclusive: bool = True
+    keys: Callable[[], tuple[str, ...]] | None = None
 

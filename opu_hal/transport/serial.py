@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 
 import serial
@@ -71,4 +72,4 @@ def serial_link(spec: DeviceSpec) -> Link:
     if not path:
         raise ValueError(f"device: expected serial:///dev/PORT or a device path, got {spec.url.masked()!r}")
     baudrate = spec.get(SerialOptions).baudrate
-    return Link(lambda: SerialTransport(path, baudrate))
+    return Link(lambda: SerialTransport(path, baudrate), keys=lambda: (f"serial:{os.path.realpath(path)}",))

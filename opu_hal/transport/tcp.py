@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import socket
 import struct
@@ -130,10 +131,31 @@ def _timeval(seconds: float) -> bytes:
     return _TIMEVAL.pack(whole, micros or (0 if whole else 1))
 
 
+def device_keys(host: str, port: int) -> tuple[str, ...]:
+    """Names of the TCP device ``host:port`` for the device lock: ``tcp:ADDRESS:PORT`` for every
+    address the host resolves to, every loopback address as ``tcp:loopback:PORT`` (all are this
+    machine); the name as given if it does not resolve (opening then fails anyway)."""
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (OSError, UnicodeError):
+        return (f"tcp:{host.lower()}:{port}",)
+    keys = set()
+    for *_, address in infos:
+        ip = ipaddress.ip_address(address[0].split("%")[0])
+        if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+            ip = ip.ipv4_mapped
+        keys.add(f"tcp:{'loopback' if ip.is_loopback else ip.compressed}:{port}")
+    return tuple(sorted(keys))
+
+
 def socket_link(spec: DeviceSpec) -> Link:
     """The link of ``socket://HOST:PORT[?token=...]``: a TCP connection.
 
     A token means an ``opu-hal serve`` endpoint, shared by design: the link is not exclusive.
     """
     host, port = split_host_port(spec.location)
-    return Link(lambda: TCPTransport(host, port), exclusive=spec.get(TokenOption).token is None)
+    return Link(
+        lambda: TCPTransport(host, port),
+        exclusive=spec.get(TokenOption).token is None,
+        keys=lambda: device_keys(host, port),
+    )
