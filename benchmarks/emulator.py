@@ -1,24 +1,32 @@
 """Throughput, open time and memory of the emulated OPU, next to references measured in the same run.
 
-    python -m benchmarks.emulator            # N = M = 4,000 and 10,000 (batch 1,000), open at 10,000, 40,000 device
-    python -m benchmarks.emulator --quick    # small sizes, a smoke run of about a minute
+    python -m benchmarks.emulator            # every section at its full size (about 15 minutes)
+    python -m benchmarks.emulator --quick    # small sizes, a smoke run of a minute or two
+    python -m benchmarks.emulator --sections full --full-sizes 1039680x200000 --full-batch 20
 
 (``python benchmarks/emulator.py`` works too.)
 
 What is measured, each in a fresh Python process (so that its peak resident memory,
 ``ru_maxrss``, and its caches are its own):
 
-- ``OPU.transform`` rows/s on ``emu://`` in ideal and physical fidelity, batch of random
-  binary rows, best of ``--repeats`` calls after a first one;
-- a bare numpy complex64 GEMM of the same shape, ``X (B, N) @ R (N, M)``, both complex64
-  (the emulator itself does a float32 GEMM on interleaved real and imaginary parts, half
-  the arithmetic of the complex one, so it can beat this reference);
-- lightonml 1.4.3's simulated OPU, when importable (``--lightonml-python`` runs it in
-  another interpreter);
-- open time: ``OPU(...).open()`` and ``fit1d`` (the emulator makes the whole matrix in fit,
+- ``transform``: ``OPU.transform`` rows/s on ``emu://`` in ideal and physical fidelity,
+  with the default medium (dense at these sizes) and with ``medium=structured``, batch of
+  random binary rows, best of ``--repeats`` calls after a first one, next to
+  - a bare numpy complex64 GEMM of the same shape, ``X (B, N) @ R (N, M)``, both complex64
+    (the dense medium does a float32 GEMM on interleaved real and imaginary parts, half
+    the arithmetic of the complex one, so it can beat this reference);
+  - lightonml 1.4.3's simulated OPU, when importable (``--lightonml-python`` runs it in
+    another interpreter);
+- ``open``: ``OPU(...).open()`` and ``fit1d`` (the emulator makes the whole matrix in fit,
   lightonml when its OPU is created), and the first transform after it;
-- a large device (default 40,000 x 40,000, batch 100) with default settings: its matrix
-  exceeds the cache budget, so it is streamed; its peak RSS is the figure of interest.
+- ``large``: a large device (default 40,000 x 40,000, batch 100) with default settings;
+  its peak RSS is the figure of interest;
+- ``full``: the full-size device, the whole 1,039,680-mirror DMD (``--full-sizes``, default
+  1,039,680 x 200,000, lightonml's benchmark configuration, and 1,039,680 x 2,000,000),
+  ``medium=structured``, ideal and physical, batch ``--full-batch`` (100), next to the bare
+  FFT stages of the same length measured in the same process (three in-place
+  ``scipy.fft.fft`` of length L per row, on all cores: the practical limit), with the peak RSS
+  of the transforms (taken before the bare FFTs).
 
 Figures are printed with their ratios and the targets of the project; nothing is asserted.
 On a shared machine timings are noisy: compare figures of one run.
@@ -64,32 +72,77 @@ def work_gemm(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
     return {"rows_per_s": batch / min(times)}
 
 
-def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[str, Any]:
-    """OPU on ``emu://`` with default settings: open + fit, first transform, best of repeats."""
+def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str, medium: str = "auto") -> dict[str, Any]:
+    """OPU on ``emu://`` with default settings (and ``medium``): open + fit, first transform, best of repeats."""
     import numpy as np
 
     from benchmarks._lightonml_ref import time_transforms
     from firmware_sim import EmulatorParams
-    from firmware_sim.medium import memory_budget_bytes
+    from firmware_sim.medium import memory_budget_bytes, resolve_medium
     from opu_hal import OPU
 
     warnings.simplefilter("ignore")  # a saturation warning is not what this run is about
     x = np.random.default_rng(1).integers(0, 2, size=(batch, n), dtype=np.uint8)
 
     def open_fitted() -> OPU:
-        opu = OPU(f"emu://?fidelity={fidelity}", n_components=m, seed=0, progress=False)
+        opu = OPU(f"emu://?fidelity={fidelity}&medium={medium}", n_components=m, seed=0, progress=False)
         opu.open()
         opu.fit1d(n_features=n)
         return opu
 
     opu, times = time_transforms(open_fitted, x, repeats)
     opu.close()
-    budget = memory_budget_bytes(EmulatorParams().cache_mb)
+    cache_mb = EmulatorParams().cache_mb
+    budget = memory_budget_bytes(cache_mb)
     return {
         **times,
         "budget_mb": budget / 2**20,
+        "medium_used": resolve_medium(medium, n, m, cache_mb),  # (without speckle grain, the default)
         "streamed": n * m * 8 > budget,
     }
+
+
+def work_full(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[str, Any]:
+    """The structured medium through ``OPU.transform``, then the bare FFT stages of its length.
+
+    The peak RSS is taken after the transforms, before the bare FFTs' buffer.
+    """
+    import numpy as np
+    import scipy.fft
+
+    from benchmarks._lightonml_ref import time_transforms
+    from firmware_sim.medium_structured import StructuredMedium
+    from opu_hal import OPU
+
+    warnings.simplefilter("ignore")
+    x = np.random.default_rng(1).integers(0, 2, size=(batch, n), dtype=np.uint8)
+
+    def open_fitted() -> OPU:
+        opu = OPU(f"emu://?fidelity={fidelity}&medium=structured", n_components=m, seed=0, progress=False)
+        opu.open()
+        opu.fit1d(n_features=n)
+        return opu
+
+    opu, times = time_transforms(open_fitted, x, repeats)
+    opu.close()
+    rss = peak_rss_mb()
+    del x
+    length = StructuredMedium.length(n, m)
+    workers = os.cpu_count() or 1
+    rows = max(workers, min(batch, (64 << 20) // (8 * length)))  # the medium's unit of rows
+    buffer = np.ones((rows, length), dtype=np.complex64)
+
+    def stages() -> float:
+        start = time.perf_counter()
+        for _ in range(0, batch, rows):
+            work = buffer
+            for _ in range(3):
+                work = scipy.fft.fft(work, axis=1, norm="ortho", overwrite_x=True, workers=workers)
+        return time.perf_counter() - start
+
+    bare_s = min(stages() for _ in range(max(1, repeats) + 1))
+    return {**times, "peak_rss_mb": rss, "length": length,
+            "bare_rows_per_s": rows * -(-batch // rows) / bare_s}
 
 
 def work_lightonml(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
@@ -99,7 +152,7 @@ def work_lightonml(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
     return {**measure_lightonml(n, m, batch, repeats), "version": lightonml_version()}
 
 
-WORKERS = {"gemm": work_gemm, "ours": work_ours, "lightonml": work_lightonml}
+WORKERS = {"gemm": work_gemm, "ours": work_ours, "full": work_full, "lightonml": work_lightonml}
 
 
 def worker_main(spec: str) -> None:
@@ -110,7 +163,7 @@ def worker_main(spec: str) -> None:
         result = WORKERS[kind](**job)
     except ImportError as exc:
         result = {"error": f"not importable: {exc}"}
-    result["peak_rss_mb"] = peak_rss_mb()
+    result.setdefault("peak_rss_mb", peak_rss_mb())
     print(json.dumps(result))
 
 
@@ -143,14 +196,31 @@ def show(label: str, result: dict[str, Any], extra: str = "") -> None:
     print(f"  {label:<32} {fmt_rate(result)}   peak RSS {result['peak_rss_mb']:>7,.0f} MB   {extra}".rstrip())
 
 
+SECTIONS = ("transform", "open", "large", "full")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``"NxM"`` -> (N, M)."""
+    try:
+        n, m = (int(v.replace("_", "").replace(",", "")) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected NxM such as 1039680x200000, got {text!r}") from None
+    return n, m
+
+
 def parse_args(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS), help="what to run")
     parser.add_argument("--sizes", type=int, nargs="+", help="N = M of the transform runs (default 4000 10000)")
     parser.add_argument("--batch", type=int, help="rows per transform (default 1000)")
     parser.add_argument("--repeats", type=int, help="timed transforms after the first; the best counts (default 3)")
     parser.add_argument("--open-size", type=int, help="N = M of the open-time comparison (default 10000)")
     parser.add_argument("--big", type=int, help="N = M of the large device (default 40000; 0 skips it)")
     parser.add_argument("--big-batch", type=int, help="rows transformed by the large device (default 100)")
+    parser.add_argument("--full-sizes", type=parse_size, nargs="+",
+                        help="N x M of the full-size runs (default 1039680x200000 1039680x2000000)")
+    parser.add_argument("--full-batch", type=int, help="rows per full-size transform (default 100)")
+    parser.add_argument("--full-repeats", type=int, help="timed full-size transforms after the first (default 1)")
     parser.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     parser.add_argument("--no-lightonml", action="store_true", help="skip the lightonml reference")
     parser.add_argument(
@@ -158,8 +228,10 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    quick = {"sizes": [1000, 2000], "batch": 200, "repeats": 1, "open_size": 2000, "big": 8000, "big_batch": 20}
-    full = {"sizes": [4000, 10000], "batch": 1000, "repeats": 3, "open_size": 10000, "big": 40000, "big_batch": 100}
+    quick = {"sizes": [1000, 2000], "batch": 200, "repeats": 1, "open_size": 2000, "big": 8000, "big_batch": 20,
+             "full_sizes": [(20_000, 20_000), (20_000, 50_000)], "full_batch": 10, "full_repeats": 1}
+    full = {"sizes": [4000, 10000], "batch": 1000, "repeats": 3, "open_size": 10000, "big": 40000, "big_batch": 100,
+            "full_sizes": [(1_039_680, 200_000), (1_039_680, 2_000_000)], "full_batch": 100, "full_repeats": 1}
     for key, value in (quick if args.quick else full).items():
         if getattr(args, key) is None:
             setattr(args, key, value)
@@ -179,15 +251,21 @@ def bench_transforms(args: argparse.Namespace, lightonml: str | None) -> dict[tu
             show("lightonml simulated OPU", lml)
         else:
             show(f"lightonml {lml['version']} simulated OPU", lml, f"open+fit {lml['open_s']:.2f} s")
-        for fidelity in ("ideal", "physical"):
-            ours = runs[(fidelity, size)] = measure("ours", sys.executable, fidelity=fidelity, **job)
-            extra = ""
-            if "error" not in ours:
-                extra = f"open+fit {ours['open_s']:.2f} s, first transform {ours['first_s']:.2f} s;  "
-                for name, reference in (("lightonml", lml), ("GEMM", gemm)):
-                    r = ratio(ours, reference)
-                    extra += "" if r is None else f"ours/{name} {r:.2f}  "
-            show(f"opu-hal emu:// {fidelity}", ours, extra)
+        for medium in ("auto", "structured"):
+            for fidelity in ("ideal", "physical"):
+                key = fidelity if medium == "auto" else f"{fidelity} structured"
+                ours = runs[(key, size)] = measure("ours", sys.executable, fidelity=fidelity, medium=medium, **job)
+                extra = ""
+                if "error" not in ours:
+                    extra = f"open+fit {ours['open_s']:.2f} s, first transform {ours['first_s']:.2f} s;  "
+                    references = [("lightonml", lml), ("GEMM", gemm)]
+                    if fidelity == "physical":
+                        references.append(("ideal", runs[(key.replace("physical", "ideal"), size)]))
+                    for name, reference in references:
+                        r = ratio(ours, reference)
+                        extra += "" if r is None else f"ours/{name} {r:.2f}  "
+                label = "dense" if medium == "auto" else "structured"
+                show(f"opu-hal emu:// {fidelity} {label}", ours, extra)
     return runs
 
 
@@ -231,36 +309,85 @@ def bench_large(args: argparse.Namespace) -> float | None:
     if "error" in big:
         print(f"  {'opu-hal emu:// physical':<32} {big['error']}")
         return None
-    kept = "streamed at every product" if big["streamed"] else "kept in memory"
+    kept = "the structured medium (medium=auto, beyond the budget)" if big["medium_used"] == "structured" else \
+        "dense, streamed at every product" if big["streamed"] else "dense, kept in memory"
     print(f"  matrix {n * n * 8 / 1e9:.1f} GB, cache budget {big['budget_mb']:,.0f} MB: {kept}")
     print(f"  {'opu-hal emu:// physical':<32} open+fit {big['open_s']:.2f} s   transform {big['first_s']:.1f} s "
           f"({args.big_batch / big['first_s']:.1f} rows/s)   peak RSS {big['peak_rss_mb']:,.0f} MB")
     return big["peak_rss_mb"]
 
 
-def print_targets(args: argparse.Namespace, runs: dict, open_speedup: float | None, big_rss: float | None) -> None:
+def bench_full(args: argparse.Namespace) -> dict[tuple[str, int, int], dict[str, Any]]:
+    """The whole DMD, structured medium, ideal and physical, next to the bare FFT stages."""
+    runs: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for n, m in args.full_sizes:
+        print(f"\nfull size  N = {n:,} x M = {m:,}, batch {args.full_batch:,}, medium=structured "
+              "(bare FFT stages: three FFTs of length L per row, same process)")
+        for fidelity in ("ideal", "physical"):
+            run = runs[(fidelity, n, m)] = measure("full", sys.executable, n=n, m=m, batch=args.full_batch,
+                                                   repeats=args.full_repeats, fidelity=fidelity)
+            if "error" in run:
+                show(f"opu-hal emu:// {fidelity}", run)
+                continue
+            limit = run["rows_per_s"] / run["bare_rows_per_s"]
+            show(f"opu-hal emu:// {fidelity}", run, f"L = {run['length']:,}, bare FFT stages "
+                 f"{run['bare_rows_per_s']:,.1f} rows/s, ours/bare {limit:.2f}, open+fit {run['open_s']:.1f} s")
+    return runs
+
+
+def print_targets(args: argparse.Namespace, runs: dict, open_speedup: float | None, big_rss: float | None,
+                  full: dict) -> None:
     """The project's targets, judged on this run's figures."""
 
     def judged(fidelity: str, reference: str, goal: float) -> str:
-        pairs = [(s, ratio(runs[(fidelity, s)], runs[(reference, s)])) for s in args.sizes]
+        pairs = [(s, ratio(runs[(fidelity, s)], runs[(reference, s)])) for s in args.sizes if (fidelity, s) in runs]
         known = [(s, r) for s, r in pairs if r is not None]
         if not known:
             return "not measured"
         verdict = "met" if all(r >= goal for _, r in known) else "NOT met"
         return f"{verdict} (" + ", ".join(f"{r:.2f}x at {s:,}" for s, r in known) + ")"
 
+    def at_least(value: float | None, goal: float, unit: str) -> str:
+        if value is None:
+            return "not measured"
+        return f"{'met' if value >= goal else 'NOT met'} ({value:,.2f}{unit})"
+
+    def full_figure(fidelity: str, n: int, m: int, key: str = "rows_per_s") -> float | None:
+        run = full.get((fidelity, n, m), {})
+        if key == "bare" and "rows_per_s" in run:
+            return run["rows_per_s"] / run["bare_rows_per_s"]
+        return run.get(key)
+
     print("\ntargets")
-    print(f"  ideal >= 1.0x lightonml:                 {judged('ideal', 'lightonml', 1.0)}")
-    print(f"  physical >= 0.9x lightonml:              {judged('physical', 'lightonml', 0.9)}")
-    print(f"  ideal >= 0.8x numpy complex64 GEMM:      {judged('ideal', 'gemm', 0.8)}")
-    print(f"  physical >= 0.8x numpy complex64 GEMM:   {judged('physical', 'gemm', 0.8)}")
-    if args.big:
+    if "transform" in args.sections:
+        print(f"  ideal >= 1.0x lightonml:                 {judged('ideal', 'lightonml', 1.0)}")
+        print(f"  physical >= 0.9x lightonml:              {judged('physical', 'lightonml', 0.9)}")
+        print(f"  ideal >= 0.8x numpy complex64 GEMM:      {judged('ideal', 'gemm', 0.8)}")
+        print(f"  physical >= 0.8x numpy complex64 GEMM:   {judged('physical', 'gemm', 0.8)}")
+        print(f"  physical >= 0.85x ideal (dense):         {judged('physical', 'ideal', 0.85)}")
+    if "large" in args.sections and args.big:
         rss = "not measured" if big_rss is None else f"{'met' if big_rss < 2048 else 'NOT met'} ({big_rss:,.0f} MB)"
         print(f"  large device ({args.big:,}) peak RSS < 2 GB:  {rss}")
-    speed = "not measured" if open_speedup is None else f"{'met' if open_speedup >= 4 else 'NOT met'}"
-    if open_speedup is not None:
-        speed += f" ({open_speedup:.1f}x at {args.open_size:,})"
-    print(f"  open >= 4x faster than lightonml:        {speed}")
+    if "open" in args.sections:
+        speed = "not measured" if open_speedup is None else f"{'met' if open_speedup >= 4 else 'NOT met'}"
+        if open_speedup is not None:
+            speed += f" ({open_speedup:.1f}x at {args.open_size:,})"
+        print(f"  open >= 4x faster than lightonml:        {speed}")
+    if "full" in args.sections:
+        goals = {(1_039_680, 2_000_000): {"ideal": 8.0, "physical": 5.0}, (1_039_680, 200_000): {"physical": 12.0}}
+        for n, m in args.full_sizes:
+            where = f"{n:,} x {m:,}"
+            for fidelity, goal in goals.get((n, m), {}).items():
+                figure = at_least(full_figure(fidelity, n, m), goal, " rows/s")
+                print(f"  {fidelity} >= {goal:g} rows/s at {where}: {figure}")
+            for fidelity in ("ideal", "physical"):
+                print(f"  {fidelity} >= 0.6x bare FFT stages at {where}: "
+                      f"{at_least(full_figure(fidelity, n, m, 'bare'), 0.6, 'x')}")
+            rss = [full_figure(f, n, m, "peak_rss_mb") for f in ("ideal", "physical")]
+            known = [r for r in rss if r is not None]
+            verdict = "not measured" if not known else \
+                f"{'met' if max(known) < 2048 else 'NOT met'} ({max(known):,.0f} MB)"
+            print(f"  peak RSS < 2 GB at {where}: {verdict}")
 
 
 def main(argv: list[str]) -> None:
@@ -279,11 +406,12 @@ def main(argv: list[str]) -> None:
         f"Each line is a fresh process; rows/s is the best of {args.repeats} transforms after a first one; "
         "ratios are rows/s over rows/s."
     )
-    runs = bench_transforms(args, lightonml)
-    open_speedup = bench_open(args, lightonml, runs)
-    big_rss = bench_large(args) if args.big else None
-    print_targets(args, runs, open_speedup, big_rss)
-
+    runs = bench_transforms(args, lightonml) if "transform" in args.sections else {}
+    open_speedup = bench_open(args, lightonml, runs) if "open" in args.sections else None
+    big_rss = bench_large(args) if "large" in args.sections and args.big else None
+    full = bench_full(args) if "full" in args.sections else {}
+    print_targets(args, runs, open_speedup, big_rss, full)
+    print(f"load average (1, 5, 15 min) at the end: {', '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 if __name__ == "__main__":
     main(sys.argv[1:])

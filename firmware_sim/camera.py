@@ -9,14 +9,24 @@ Optional fixed-pattern non-uniformities: PRNU (relative gain per pixel), DSNU (a
 zero-mean dark offset per pixel, electrons, added to the signal without shot noise, so
 the mean dark level is unchanged) and hot pixels (stuck at the ADC maximum).
 
-Shot noise is drawn exactly (Poisson) below ``_GAUSS_ABOVE_E`` electrons and by its
-normal limit above, where the two agree to well within the ADC's quantisation.
+One standard normal z per pixel and frame carries the temporal noise. Below
+``_GAUSS_ABOVE_E`` mean electrons the shot noise is drawn exactly (Poisson) and z is the
+read noise: ``e = Poisson(mu) + sigma_read z``. Above, shot and read noise take their
+joint normal limit, ``e = mu + sqrt(mu + sigma_read^2) z`` (the two laws agree to well
+within the ADC's quantisation there); the full-well cap then keeps the read noise of a
+full pixel, ``e = min(mu + sqrt(mu + sigma_read^2) z, full_well + sigma_read z)``, and is
+skipped when the ADC saturates at least 8 sigma_read below the full well (the defaults),
+where it cannot change a count. Mean and variance are exact in both regimes away from
+the full well.
 
-Noise is keyed by frame id: frame f always gets the same noise for the same seed,
-however frames are grouped into batches, so a result does not depend on chunking. Frame
-f's stream is a Philox counter-based generator keyed by the seed with its counter at
-``f * 2**64`` (streams of different frames never overlap; any frame's is reached at once).
-Frames are processed in blocks, in parallel worker threads.
+Noise is keyed by frame id and pixel block: the pixels of frame f are cut into blocks of
+``_BLOCK_ROWS`` sensor rows (``_BLOCK_ROWS * width`` output numbers), and block b of frame
+f draws from a Philox counter-based stream keyed by the seed with its counter at
+``f * 2**64 + b * 2**128`` (streams never overlap; any one is reached at once). So a frame
+gets the same noise for the same seed however frames are batched, whatever the number of
+worker threads, and a pixel's normal does not depend on how many outputs are read. Blocks
+(or groups of small frames) are processed by worker threads: numpy releases the GIL in the
+draws and arithmetic, so every core is used.
 """
 
 from __future__ import annotations
@@ -32,9 +42,8 @@ from .params import EmulatorParams
 _NOISE_STREAM = 0x6E6F6973  # "nois"
 _PATTERN_STREAM = 0x66706E20  # fixed-pattern noise
 _GAUSS_ABOVE_E = 100.0
-
-
-_BLOCK_PIXELS = 1 << 17  # pixels per block of frames processed at once (stays in cache)
+_BLOCK_ROWS = 32  # sensor rows per noise block (65,280 pixels of a 2040-wide sensor: stays in cache)
+_CAP_SIGMAS = 8.0  # the full-well cap is skipped when the ADC saturates this many sigma_read below it
 _EMPTY_PHILOX_BUFFER = np.zeros(4, dtype=np.uint64)
 
 
@@ -42,20 +51,32 @@ def _noise_key(seed: int) -> np.ndarray:
     return np.random.SeedSequence(seed, spawn_key=(_NOISE_STREAM,)).generate_state(2, np.uint64)
 
 
-def _frame_counter(frame_id: int) -> np.ndarray:
-    return np.array([0, frame_id, 0, 0], dtype=np.uint64)
+def _frame_counter(frame_id: int, block: int) -> np.ndarray:
+    return np.array([0, frame_id, block, 0], dtype=np.uint64)
 
 
-def frame_generator(seed: int, frame_id: int) -> np.random.Generator:
-    """Random stream of one frame's temporal noise (Philox, counter at ``frame_id * 2**64``)."""
-    return np.random.Generator(np.random.Philox(key=_noise_key(seed), counter=_frame_counter(frame_id)))
+def frame_generator(seed: int, frame_id: int, block: int = 0) -> np.random.Generator:
+    """Random stream of block ``block`` of one frame's temporal noise.
+
+    Philox keyed by the seed, counter at ``frame_id * 2**64 + block * 2**128``.
+    """
+    counter = _frame_counter(frame_id, block)
+    return np.random.Generator(np.random.Philox(key=_noise_key(seed), counter=counter))
 
 
 class Camera:
-    """EMVA 1288 camera whose pixels are indexed by output number (row-major in the ROI)."""
+    """EMVA 1288 camera whose pixels are indexed by output number (row-major in the ROI).
 
-    def __init__(self, params: EmulatorParams) -> None:
+    ``workers``: threads that expose blocks in parallel (default: one per CPU); the frames
+    do not depend on it.
+    """
+
+    def __init__(self, params: EmulatorParams, workers: int | None = None) -> None:
+        if workers is not None and (isinstance(workers, bool) or not isinstance(workers, int) or workers < 1):
+            raise ValueError(f"workers: expected a positive int or None, got {workers!r}")
         self.params = params
+        self.workers = workers or os.cpu_count() or 1
+        self.block_pixels = _BLOCK_ROWS * params.camera_shape[1]
         self._pattern_seed = np.random.SeedSequence(params.seed, spawn_key=(_PATTERN_STREAM,))
         self._prnu: np.ndarray | None = None
         self._dsnu: np.ndarray | None = None
@@ -69,9 +90,9 @@ class Camera:
         """uint8 for an 8-bit camera, uint16 for 10 to 16 bits."""
         return np.uint8 if self.params.bit_depth == 8 else np.uint16
 
-    def _fixed_pattern(self, n_pixels: int) -> None:
-        """Per-pixel PRNU, DSNU and hot pixels of the first ``n_pixels`` pixels (seeded)."""
-        if self._prnu is not None and self._prnu.size >= n_pixels:
+    def _fixed_pattern(self) -> None:
+        """Per-pixel PRNU, DSNU and hot pixels of the whole sensor (seeded), made once."""
+        if self._prnu is not None:
             return
         p = self.params
         total = p.n_pixels
@@ -87,49 +108,66 @@ class Camera:
     def expose(
         self, electrons_mean: np.ndarray, exposure_us: float, frame_ids: np.ndarray, pixels: slice | None = None
     ) -> np.ndarray:
-        """Turn mean photo-electrons (frames, pixels) into camera counts (DN).
+        """Turn mean photo-electrons (frames, pixels), float32, into camera counts (DN).
 
         ``pixels`` selects which sensor pixels (output numbers) the columns are; default
-        the first ``electrons_mean.shape[1]``.
+        the first ``electrons_mean.shape[1]``. ``electrons_mean`` is not modified.
         """
         p = self.params
         frames, n = electrons_mean.shape
         pixels = pixels or slice(0, n)
-        non_uniform = p.prnu or p.dsnu_e or p.hot_pixel_fraction
+        start = pixels.start or 0
+        non_uniform = bool(p.prnu or p.dsnu_e or p.hot_pixel_fraction)
         if non_uniform:
-            self._fixed_pattern(pixels.stop)
-            electrons_mean = electrons_mean * self._prnu[pixels]
-        lam = electrons_mean + np.float32(self.dark_electrons(exposure_us))
+            self._fixed_pattern()
+        prnu = self._prnu[pixels] if non_uniform and p.prnu else None
         dsnu = self._dsnu[pixels] if non_uniform and p.dsnu_e else None
-        gain = np.float32(p.system_gain)
         out = np.empty((frames, n), dtype=self.dtype)
-        step = max(1, _BLOCK_PIXELS // max(n, 1))
-        blocks = [slice(lo, min(lo + step, frames)) for lo in range(0, frames, step)]
+        noise = _Noise(p, self.dark_electrons(exposure_us), 0.0 if dsnu is None else float(np.abs(dsnu).max()))
+        tasks = self._tasks(frames, start, n)
 
-        def expose_block(rows: slice) -> None:
-            out[rows] = self._expose_frames(lam[rows], frame_ids[rows], gain, dsnu)
+        def expose_tile(task: tuple[slice, slice, int]) -> None:
+            rows, cols, block = task
+            lam = electrons_mean[rows, cols]
+            if prnu is not None:
+                lam = lam * prnu[cols]
+            skip = start + cols.start - block * self.block_pixels  # pixels of the block before this tile
+            noise.expose(self, lam, frame_ids[rows], block, skip, None if dsnu is None else dsnu[cols], out[rows, cols])
 
-        if len(blocks) == 1:
-            expose_block(blocks[0])
+        if len(tasks) == 1 or self.workers == 1:
+            for task in tasks:
+                expose_tile(task)
         else:
-            list(self._workers().map(expose_block, blocks))
+            list(self._workers().map(expose_tile, tasks))
         if non_uniform and p.hot_pixel_fraction:
             out[:, self._hot[pixels]] = p.max_dn
         return out
 
+    def _tasks(self, frames: int, start: int, n: int) -> list[tuple[slice, slice, int]]:
+        """Tiles (frame rows, columns, noise block) covering the output: one block of one
+        frame each, or a group of frames when a frame's pixels lie in one block."""
+        size = self.block_pixels
+        first, last = start // size, (start + max(n, 1) - 1) // size
+        cols = [
+            (slice(max(b * size, start) - start, min((b + 1) * size, start + n) - start), b)
+            for b in range(first, last + 1)
+        ]
+        group = max(1, size // max(n, 1)) if len(cols) == 1 else 1
+        return [(slice(lo, min(lo + group, frames)), c, b) for lo in range(0, frames, group) for c, b in cols]
+
     def _workers(self) -> ThreadPoolExecutor:
         if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 1, thread_name_prefix="camera")
+            self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="camera")
         return self._pool
 
-    def _frame_stream(self, frame_id: int) -> np.random.Generator:
-        """``frame_generator(seed, frame_id)``, re-keying this thread's generator (much cheaper)."""
+    def _frame_stream(self, frame_id: int, block: int = 0) -> np.random.Generator:
+        """``frame_generator(seed, frame_id, block)``, re-keying this thread's generator (much cheaper)."""
         gen = getattr(self._streams, "gen", None)
         if gen is None:
             gen = self._streams.gen = np.random.Generator(np.random.Philox(key=self._noise_key))
         gen.bit_generator.state = {
             "bit_generator": "Philox",
-            "state": {"counter": _frame_counter(frame_id), "key": self._noise_key},
+            "state": {"counter": _frame_counter(frame_id, block), "key": self._noise_key},
             "buffer": _EMPTY_PHILOX_BUFFER,
             "buffer_pos": 4,
             "has_uint32": 0,
@@ -137,43 +175,60 @@ class Camera:
         }
         return gen
 
-    def _expose_frames(
-        self, lam: np.ndarray, frame_ids: np.ndarray, gain: np.float32, dsnu: np.ndarray | None
-    ) -> np.ndarray:
-        """Counts (float32, before the cast) of a block of frames with mean electrons ``lam`` (frames, pixels)."""
-        p = self.params
-        # Each frame's stream gives its shot-noise normals, its read-noise normals, then its Poisson draws.
-        z = np.empty((lam.shape[0], 2 if p.read_noise_e else 1, lam.shape[1]), dtype=np.float32)
-        dim = lam < _GAUSS_ABOVE_E
-        dim_frames = dim.any(axis=1)
-        counts = []
-        for row, frame_id in enumerate(frame_ids):
-            gen = self._frame_stream(int(frame_id))
-            gen.standard_normal(out=z[row], dtype=np.float32)
-            if dim_frames[row]:
-                # Drawn last: Poisson draws take a data-dependent share of the stream, so a
-                # pixel crossing the threshold must not shift any other pixel's noise.
-                counts.append((row, gen.poisson(lam[row][dim[row]])))
-        electrons = np.sqrt(lam)
-        electrons *= z[:, 0]
-        electrons += lam
-        for row, values in counts:
-            electrons[row][dim[row]] = values
-        np.minimum(electrons, np.float32(p.full_well_e), out=electrons)
-        if p.read_noise_e:
-            read = z[:, 1]
-            read *= np.float32(p.read_noise_e)
-            electrons += read
-        if dsnu is not None:
-            electrons += dsnu
-        electrons *= gain
-        electrons += np.float32(p.offset_dn)
-        np.rint(electrons, out=electrons)
-        np.clip(electrons, 0, p.max_dn, out=electrons)
-        return electrons
-
     def close(self) -> None:
         """Stop the worker threads (they start again if needed)."""
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+
+class _Noise:
+    """The constants of one exposure and the per-tile noise arithmetic (float32, in place)."""
+
+    def __init__(self, p: EmulatorParams, dark_e: float, dsnu_max_e: float) -> None:
+        self.dark = dark_e
+        self.read = np.float32(p.read_noise_e)
+        self.variance_floor = np.float32(dark_e + p.read_noise_e**2)  # added to the mean photo-electrons
+        self.dim_below = np.float32(_GAUSS_ABOVE_E - dark_e)  # photo-electrons under which shot noise is Poisson
+        self.full_well = p.full_well_e
+        self.gain = np.float32(p.system_gain)
+        self.shift = np.float32(p.system_gain * dark_e + p.offset_dn + 0.5)  # dark, offset and rounding (floor)
+        self.max_dn = p.max_dn
+        lowest_full = p.system_gain * (p.full_well_e - _CAP_SIGMAS * p.read_noise_e - dsnu_max_e) + p.offset_dn
+        self.cap = lowest_full + 0.5 < p.max_dn  # the full well can show below the ADC maximum
+
+    def expose(
+        self, camera: Camera, lam: np.ndarray, frame_ids: np.ndarray, block: int, skip: int,
+        dsnu: np.ndarray | None, out: np.ndarray,
+    ) -> None:
+        """Counts of a tile with mean photo-electrons ``lam`` (frames, pixels) into ``out``.
+
+        The tile starts ``skip`` pixels into noise block ``block``: their normals are drawn
+        and dropped, so a pixel's normal is the same whatever part of the sensor is read.
+        """
+        z = np.empty((lam.shape[0], skip + lam.shape[1]), dtype=np.float32)
+        dim = lam < self.dim_below
+        has_dim = dim.any(axis=1)
+        exact = {}
+        for row, frame_id in enumerate(frame_ids):
+            gen = camera._frame_stream(int(frame_id), block)
+            gen.standard_normal(out=z[row], dtype=np.float32)
+            if has_dim[row]:
+                # Drawn after the normals: Poisson draws take a data-dependent share of the
+                # stream, so a pixel crossing the threshold must not shift any pixel's normal.
+                where = np.flatnonzero(dim[row])
+                exact[row] = (where, gen.poisson(lam[row, where] + self.dark))
+        z = z[:, skip:]
+        e = lam + self.variance_floor  # electrons, less the dark signal
+        np.sqrt(e, out=e)
+        e *= z
+        e += lam
+        if self.cap:
+            np.minimum(e, self.read * z + np.float32(self.full_well - self.dark), out=e)
+        for row, (where, counts) in exact.items():
+            e[row, where] = np.minimum(counts, self.full_well) - self.dark + self.read * z[row, where]
+        if dsnu is not None:
+            e += dsnu
+        e *= self.gain
+        e += self.shift
+        np.clip(e, 0, self.max_dn, out=out, casting="unsafe")  # the cast floors: rounding with the 0.5 of shift

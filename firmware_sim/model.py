@@ -33,6 +33,7 @@ from .params import EmulatorParams
 logger = logging.getLogger(__name__)
 
 FIRMWARE_VERSION = "0.1.0"
+_CHUNK_BYTES = 256 * 2**20  # field (complex64) computed at once by acquire: 16 rows of 2,000,000 outputs
 MODEL_NAME = "firmware_sim emulated OPU"
 
 
@@ -240,24 +241,40 @@ class OPUModel:
         return self.config
 
     def acquire(self, features: np.ndarray) -> Acquisition:
-        """Show each row of ``features`` (B, n_features; 0/1) on the DMD and read the camera."""
+        """Show each row of ``features`` (B, n_features; 0/1) on the DMD and read the camera.
+
+        Rows go through the optics and the camera in chunks of about ``_CHUNK_BYTES`` of
+        field, so memory stays bounded at any size (the frames aside).
+        """
         cfg = self._require_config()
         batch = features.shape[0]
         frame_ids = np.arange(self.next_frame_id, self.next_frame_id + batch, dtype=np.int64)
         timestamps_us = self.time_us + cfg.frametime_us * np.arange(batch)
-        intensity = self.intensity(features)
-        if self.ideal:
-            frames, saturated = intensity, 0.0
+        power = None if self.ideal else self.laser.relative_power(frame_ids, timestamps_us * 1e-6).astype(np.float32)
+        step = max(1, _CHUNK_BYTES // (8 * self._field_outputs(cfg.n_components)))
+        if batch <= step:
+            frames = self._frames(features, frame_ids, power)
         else:
-            power = self.laser.relative_power(frame_ids, timestamps_us * 1e-6).astype(np.float32)
-            scale = np.float32(self.params.electrons_per_intensity_per_us * cfg.exposure_us)
-            intensity *= (power * scale)[:, None]
-            frames = self.camera.expose(intensity, cfg.exposure_us, frame_ids)
+            frames = np.empty((batch, cfg.n_components), dtype=np.float32 if self.ideal else self.camera.dtype)
+            for start in range(0, batch, step):
+                rows = slice(start, start + step)
+                frames[rows] = self._frames(features[rows], frame_ids[rows], None if power is None else power[rows])
+        saturated = 0.0
+        if not self.ideal:
             saturated = float(np.count_nonzero(frames == self.params.max_dn)) / max(frames.size, 1)
         device_time_s = batch * cfg.frametime_us * 1e-6
         self.next_frame_id += batch
         self._elapse_us(batch * cfg.frametime_us)
         return Acquisition(frames, frame_ids, timestamps_us, cfg.exposure_us, cfg.frametime_us, saturated, device_time_s)
+
+    def _frames(self, features: np.ndarray, frame_ids: np.ndarray, power: np.ndarray | None) -> np.ndarray:
+        """Frames of some rows: ``|R x|^2`` (ideal), or the camera's counts with laser power ``power`` (relative)."""
+        intensity = self.intensity(features)
+        if power is None:
+            return intensity
+        exposure_us = self._require_config().exposure_us
+        intensity *= (power * np.float32(self.params.electrons_per_intensity_per_us * exposure_us))[:, None]
+        return self.camera.expose(intensity, exposure_us, frame_ids)
 
     def close(self) -> None:
         """Release the matrix and worker threads."""

@@ -1,0 +1,100 @@
+"""The camera's temporal noise against the EMVA 1288 model, and its determinism across threads."""
+
+import math
+
+import numpy as np
+import pytest
+
+from firmware_sim import timing
+from firmware_sim.camera import Camera
+from firmware_sim.params import EmulatorParams
+
+# 16 bits, 1 DN per electron: counts resolve the noise; rounding adds 1/12 DN^2 (Sheppard).
+CLEAN = dict(bit_depth=16, gain_dn_per_e=1.0, offset_dn=200.0, dark_current_e_per_s=0.0, seed=4)
+
+
+def expose(params: EmulatorParams, electrons: np.ndarray, workers: int | None = None, first_frame: int = 0,
+           pixels: slice | None = None) -> np.ndarray:
+    camera = Camera(params, workers=workers)
+    try:
+        frame_ids = np.arange(first_frame, first_frame + electrons.shape[0])
+        return camera.expose(electrons, 400.0, frame_ids, pixels)
+    finally:
+        camera.close()
+
+
+@pytest.mark.parametrize("mean_e", [2.0, 20.0, 80.0, 150.0, 1_000.0, 9_000.0])
+def test_counts_have_the_mean_and_variance_of_shot_plus_read_noise(mean_e):
+    # Below 100 e- shot noise is exact Poisson, above its normal limit; both regimes must give
+    # E[DN] = K mu + offset and Var[DN] = K^2 (mu + sigma_read^2) + 1/12.
+    read = 3.0
+    params = EmulatorParams(read_noise_e=read, **CLEAN)
+    counts = expose(params, np.full((100, 4_000), mean_e, dtype=np.float32)).astype(np.float64)
+    variance = mean_e + read**2 + 1 / 12
+    n = counts.size
+    assert abs(counts.mean() - (mean_e + 200.0)) < 5 * math.sqrt(variance / n)
+    assert counts.var() == pytest.approx(variance, rel=6 * math.sqrt(2 / n) + 0.002)
+
+
+def test_a_full_pixel_reads_the_full_well_with_its_read_noise():
+    # The full well (12,000 e-) shows below the 16-bit ADC maximum at 1 DN/e-: a pixel far beyond
+    # it reads full_well + N(0, sigma_read^2).
+    params = EmulatorParams(read_noise_e=5.0, **CLEAN)
+    counts = expose(params, np.full((50, 4_000), 40_000.0, dtype=np.float32)).astype(np.float64)
+    assert abs(counts.mean() - (12_000 + 200)) < 0.05
+    assert counts.var() == pytest.approx(25 + 1 / 12, rel=0.02)
+
+
+def test_small_counts_are_exactly_poisson():
+    # No read noise: the counts are Poisson(3) + offset, P(0) = exp(-3), P(3) = 4.5 exp(-3).
+    params = EmulatorParams(read_noise_e=0.0, **CLEAN)
+    counts = expose(params, np.full((50, 4_000), 3.0, dtype=np.float32)).astype(np.int64) - 200
+    assert np.all(counts >= 0) and np.all(counts == np.round(counts))
+    for k, p in ((0, math.exp(-3)), (3, 4.5 * math.exp(-3))):
+        assert np.mean(counts == k) == pytest.approx(p, abs=5 * math.sqrt(p / counts.size))
+
+
+def mixed_electrons(frames: int, pixels: int) -> np.ndarray:
+    """Speckle-like exponential means, with dim (Poisson) and bright (normal) pixels."""
+    return np.random.default_rng(7).exponential(400.0, (frames, pixels)).astype(np.float32)
+
+
+@pytest.mark.parametrize("frames, pixels", [(5, 150_000), (60, 3_000)])  # several blocks; frames grouped
+def test_the_same_seed_gives_the_same_frames_whatever_the_thread_count(frames, pixels):
+    params = EmulatorParams(seed=9, prnu=0.01, dsnu_e=2.0)
+    electrons = mixed_electrons(frames, pixels)
+    one = expose(params, electrons, workers=1, first_frame=30)
+    for workers in (2, 3):
+        np.testing.assert_array_equal(expose(params, electrons, workers=workers, first_frame=30), one)
+    other_seed = expose(params.model_copy(update={"seed": 10}), electrons, workers=1, first_frame=30)
+    assert np.mean(other_seed != one) > 0.3
+    assert np.mean(one[0] != one[1]) > 0.3  # every frame has its own noise
+
+
+def test_a_pixel_gets_the_same_noise_whatever_part_of_the_sensor_is_read():
+    # Bright pixels (normal limit only): a read of pixels 70,000 to 140,000, which starts inside a
+    # noise block, gives the counts of the same pixels in a read of the first 140,000.
+    params = EmulatorParams(seed=2)
+    electrons = np.full((3, 140_000), 3_000.0, dtype=np.float32)
+    whole = expose(params, electrons)
+    part = expose(params, electrons[:, 70_000:], pixels=slice(70_000, 140_000))
+    np.testing.assert_array_equal(part, whole[:, 70_000:])
+
+
+def test_expose_leaves_its_input_unchanged_and_workers_are_checked():
+    params = EmulatorParams(seed=1, prnu=0.02)
+    electrons = mixed_electrons(4, 1_000)
+    before = electrons.copy()
+    expose(params, electrons)
+    np.testing.assert_array_equal(electrons, before)
+    with pytest.raises(ValueError, match="workers: expected a positive int"):
+        Camera(params, workers=0)
+
+
+def test_the_frame_rate_falls_with_the_rows_read_down_to_the_whole_sensor():
+    params = EmulatorParams()  # 400 us exposure, 5 us per row, 100 us margin, 2040 x 1088 sensor
+    assert timing.roi_rows(params, 1) == 1 and timing.roi_rows(params, 2_041) == 2
+    assert timing.roi_rows(params, params.n_pixels) == 1_088
+    frametimes = [timing.min_frametime_us(params, 400.0, timing.roi_rows(params, m))
+                  for m in (2_040, 80 * 2_040, 81 * 2_040, 500 * 2_040, params.n_pixels)]
+    assert frametimes == [500.0, 500.0, 505.0, 2_600.0, 5_540.0]  # exposure-limited, then readout-limited
