@@ -62,6 +62,7 @@ class Configuration:
     exposure_us: float
     frametime_us: float
     roi: tuple[int, int, int, int]  # output ROI on the sensor: (y0, x0, rows, columns)
+    mirrors_per_feature: int = 1  # mirrors of one feature's macro-pixel (factor ** 2)
 
 
 class OPUModel:
@@ -108,14 +109,29 @@ class OPUModel:
 
     # ------------------------------------------------------------------ configuration
     def configure(
-        self, n_features: int, n_components: int, exposure_us: float | None = None, frametime_us: float | None = None
+        self,
+        n_features: int,
+        n_components: int,
+        exposure_us: float | None = None,
+        frametime_us: float | None = None,
+        mirrors_per_feature: int = 1,
     ) -> Configuration:
-        """Set the geometry and timing; makes the transmission matrix if it fits the budget."""
+        """Set the geometry and timing; makes the transmission matrix if it fits the budget.
+
+        ``mirrors_per_feature``: DMD mirrors of each feature's macro-pixel (``factor ** 2`` of
+        the layout); a lit feature sends that many mirrors' worth of light (docs/physics.md
+        section 1.1).
+        """
         p = self.params
         if not 1 <= n_components <= self.max_outputs():
             raise ValueError(f"n_components: expected 1 to {self.max_outputs()} (camera pixels), got {n_components}")
         if not 1 <= n_features <= p.n_mirrors:
             raise ValueError(f"n_features: expected 1 to {p.n_mirrors} (DMD mirrors), got {n_features}")
+        if not (isinstance(mirrors_per_feature, int) and 1 <= mirrors_per_feature * n_features <= p.n_mirrors):
+            raise ValueError(
+                f"mirrors_per_feature: expected an integer from 1 to {p.n_mirrors // n_features} "
+                f"({n_features} features on {p.n_mirrors} DMD mirrors), got {mirrors_per_feature!r}"
+            )
         exposure_us = p.exposure_us if exposure_us is None else exposure_us
         if not MIN_EXPOSURE_US <= exposure_us <= MAX_EXPOSURE_US:
             raise ValueError(f"exposure_us: expected {MIN_EXPOSURE_US:g} to {MAX_EXPOSURE_US:g} us, got {exposure_us}")
@@ -129,7 +145,7 @@ class OPUModel:
                 f"readout of {rows} rows), got {frametime_us}"
             )
         roi = ((p.camera_shape[0] - rows) // 2, 0, rows, p.camera_shape[1])
-        self.config = Configuration(n_features, n_components, exposure_us, frametime_us, roi)
+        self.config = Configuration(n_features, n_components, exposure_us, frametime_us, roi, mirrors_per_feature)
         kind = self.medium_for(n_features, n_components)
         if kind != self.medium.kind:  # auto crossed the memory budget: the other model, at the same device time
             self.medium.close()
@@ -186,11 +202,23 @@ class OPUModel:
         self.time_us += microseconds
 
     # ------------------------------------------------------------------ optics
+    @property
+    def lit_fraction(self) -> float:
+        """Fraction of the DMD's mirrors the all-ones input lights: N · mirrors per feature / mirrors.
+
+        The media keep E|R_ji|^2 = 1/N per feature; the model scales R by ``sqrt(lit_fraction)``
+        so that E|R_ji|^2 = (mirrors per feature) / (DMD mirrors): the light follows the lit
+        mirrors (docs/physics.md section 1.2).
+        """
+        cfg = self._require_config()
+        return cfg.n_features * cfg.mirrors_per_feature / self.params.n_mirrors
+
     def field(self, features: np.ndarray) -> np.ndarray:
         """Complex field on the output pixels, complex64 (B, n_components)."""
         cfg = self._require_config()
         n_out = self._field_outputs(cfg.n_components)
         u = self.medium.field(features, n_out)
+        u *= np.float32(math.sqrt(self.lit_fraction))
         if self.params.grain_px > 1:
             u = self._speckle_grain(u, cfg.roi[2])[:, : cfg.n_components]
         return u
@@ -231,7 +259,9 @@ class OPUModel:
         cfg = self._require_config()
         if self.params.grain_px > 1:
             raise ValueError("grain_px: the transmission matrix of a grainy camera is not a single block of G")
-        return self.medium.matrix(cfg.n_components, cfg.n_features, features)
+        r = self.medium.matrix(cfg.n_components, cfg.n_features, features)
+        r *= np.float32(math.sqrt(self.lit_fraction))
+        return r
 
     # ------------------------------------------------------------------ acquisition
     def _require_config(self) -> Configuration:

@@ -416,7 +416,8 @@ class OPU:
         record = self._calibration
         if record is not None and record.linear is not None:
             ratio = 1.0 if info.bit_depth == 0 else exposure_us / record.linear.exposure_us
-            gain, dark = record.linear.dn_per_intensity * ratio, record.linear.dark_level_dn
+            gain = record.linear.dn_per_intensity / record.linear.lit_fraction * ratio  # per unit of the device's |R x|^2
+            dark = record.linear.dark_level_dn
         if record is not None and record.camera is not None:
             dark = record.camera.offset_dn
         return gain, dark

@@ -34,7 +34,11 @@ class EmulatedBackend(Backend):
 
     def _do_configure(self, config: DeviceConfig) -> AppliedConfig:
         applied = self.model.configure(
-            config.layout.n_features, config.n_components, config.exposure_us, config.frametime_us
+            config.layout.n_features,
+            config.n_components,
+            config.exposure_us,
+            config.frametime_us,
+            mirrors_per_feature=config.layout.factor**2,
         )
         return AppliedConfig(applied.exposure_us, applied.frametime_us, applied.roi)
 
