@@ -32,6 +32,8 @@ from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)
 
+CAMERA_SECONDS_PER_PIXEL = 3e-8  # physical fidelity's noise per pixel, 2 cores (estimates: docs/physics.md section 1.8)
+SLOW_ROW_S = 60.0  # a dense product slower than this per row is announced with a WARNING
 FIRMWARE_VERSION = "0.1.0"
 MODEL_NAME = "firmware_sim emulated OPU"
 
@@ -152,6 +154,7 @@ class OPUModel:
             self.medium = self._make_medium(kind)
             self.medium.advance(self.time_us * 1e-6)
         logger.info("medium: %s (%s) for %d features x %d outputs", kind, self.params.medium, n_features, n_components)
+        self._warn_if_slow(n_features, n_components)
         self.medium.prepare(n_features, self._field_outputs(n_components))
         logger.debug("configured %s", self.config)
         return self.config
@@ -163,6 +166,35 @@ class OPUModel:
         """
         p = self.params
         return resolve_medium(p.medium, n_features, self._field_outputs(n_components), p.cache_mb)
+
+    def estimate_seconds(self, batch: int) -> float:
+        """Rough compute time (s) of acquiring ``batch`` rows in one call at the configuration in force.
+
+        The medium's product plus, in physical fidelity, the camera's noise: an order of
+        magnitude (docs/physics.md section 1.8) for progress reporting. Device time (the
+        frametimes) is emulated, not waited for, so it does not count.
+        """
+        cfg = self._require_config()
+        seconds = self.medium.estimate_seconds(batch, cfg.n_features, self._field_outputs(cfg.n_components))
+        if not self.ideal:
+            seconds += batch * cfg.n_components * CAMERA_SECONDS_PER_PIXEL
+        return seconds
+
+    def _warn_if_slow(self, n_features: int, n_components: int) -> None:
+        """WARNING when a dense product would take minutes per row, naming the structured medium."""
+        if self.medium.kind != "dense":
+            return
+        n_out = self._field_outputs(n_components)
+        per_call = self.medium.estimate_seconds(0, n_features, n_out)  # a streamed matrix, made at every call
+        per_row = self.medium.estimate_seconds(1, n_features, n_out) - per_call
+        if per_call + per_row < SLOW_ROW_S:
+            return
+        structured = StructuredMedium(self.params.seed).estimate_seconds(1, n_features, n_out)
+        logger.warning(
+            "medium=dense: %d features x %d outputs take about %.1f min per device call (the %.1f GB matrix is "
+            "generated again) plus %.2f s per row; medium=structured computes a row in about %.2f s",
+            n_features, n_components, per_call / 60, n_features * n_out * 8 / 1e9, per_row, structured,
+        )
 
     def _make_medium(self, kind: MediumKind) -> Medium:
         """A new medium of model ``kind`` from the parameters (at device time 0)."""

@@ -46,6 +46,11 @@ class EmulatedBackend(Backend):
         acq = self.model.acquire(features)
         return Frames(acq.frames, acq.frame_ids, acq.timestamps_us, acq.saturated_fraction, acq.device_time_s)
 
+    def estimate_seconds(self, batch: int) -> float:
+        """Rough compute time (s) of ``batch`` frames in one call: the emulator's (device time is not waited for)."""
+        super().estimate_seconds(batch)  # validates
+        return self.model.estimate_seconds(batch)
+
     def _do_close(self) -> None:
         self.model.close()
         self.model = None
