@@ -161,6 +161,7 @@ def calibrate_linear(
             exposure_us = _reference_exposure(session, opu, n_dev, n_cand, reference, rng)
         session.configure(n_dev, n_cand, exposure_us)
         exposure_us = session.applied.exposure_us
+        lit_fraction = session.layout.lit_fraction  # the unit of c: R / sqrt(lit_fraction) (docs/physics.md 4.3)
         dark_dn, _ = _mean_frame(session, np.zeros(n_dev, np.uint8), n_dark_frames)
         ref_mean, ref_peak = _mean_frame(session, reference, n_reference_frames)
         ref_dn = ref_mean - dark_dn
@@ -189,6 +190,7 @@ def calibrate_linear(
         scheme=scheme,
         n_features=n_features,
         n_device_features=n_dev,
+        lit_fraction=lit_fraction,
         n_candidates=n_cand,
         n_components=n_components,
         exposure_us=exposure_us,
@@ -291,7 +293,9 @@ def true_linear_map(R: np.ndarray, record: CalibrationRecord) -> np.ndarray:
 
     ``R`` is the emulator's transmission matrix of the calibration's geometry (at least
     ``n_candidates`` rows, ``n_device_features`` columns), e.g.
-    ``opu.backend.model.transmission_matrix()`` right after a linear transform.
+    ``opu.backend.model.transmission_matrix()`` right after a linear transform. The
+    calibration's unit is R / sqrt(f), f the record's ``lit_fraction`` (E|R_ji|^2 = f / N:
+    docs/physics.md sections 1.2 and 4.3).
     """
     lin = record.linear
     if lin is None:
@@ -300,7 +304,7 @@ def true_linear_map(R: np.ndarray, record: CalibrationRecord) -> np.ndarray:
         raise ValueError(
             f"R: expected shape (>= {lin.n_candidates}, {lin.n_device_features}) of the calibrated geometry, got {R.shape}"
         )
-    rows = R[record.array("linear_pixels")].astype(np.complex128)
+    rows = R[record.array("linear_pixels")].astype(np.complex128) / math.sqrt(lin.lit_fraction)
     n = lin.n_features
     if lin.scheme == "complement":
         t = rows.sum(axis=1)

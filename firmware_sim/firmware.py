@@ -187,7 +187,9 @@ class Firmware(Endpoint):
                 False,
             )
         try:
-            applied = self.model.configure(layout.n_features, body.n_components, body.exposure_us, body.frametime_us)
+            applied = self.model.configure(
+                layout.n_features, body.n_components, body.exposure_us, body.frametime_us, mirrors_per_feature=layout.factor**2
+            )
         except ValueError as exc:
             raise CommandError(ErrorCode.INVALID_ARGUMENT, str(exc), False) from None
         if body.frame_counter is not None:  # a host resuming after a reboot restores the counters

@@ -152,6 +152,16 @@ class Medium(ABC):
         with self._lock:
             return self._do_matrix(n_outputs, n_features, features)
 
+    def estimate_seconds(self, batch: int, n_features: int, n_outputs: int) -> float:
+        """Rough compute time (s) of one product ``R x`` of ``batch`` rows, N features, M outputs.
+
+        An order of magnitude from the model's operation count and throughputs measured on a
+        2-core machine (docs/physics.md section 1.8), for progress reporting, never a promise.
+        """
+        batch = check_int(batch, "batch", low=0)
+        n_features, n_outputs = check_int(n_features, "n_features", low=1), check_int(n_outputs, "n_outputs", low=1)
+        return self._estimate_seconds(batch, n_features, n_outputs)
+
     def close(self) -> None:
         """Release what the medium keeps (matrix, threads)."""
         with self._lock:
@@ -165,6 +175,10 @@ class Medium(ABC):
     @abstractmethod
     def _do_field(self, x: np.ndarray, n_outputs: int) -> np.ndarray:
         """``R x`` for validated x (B, N); complex64 (B, n_outputs)."""
+
+    @abstractmethod
+    def _estimate_seconds(self, batch: int, n_features: int, n_outputs: int) -> float:
+        """Compute time (s) of a product of validated sizes."""
 
     def _do_matrix(self, n_outputs: int, n_features: int, features: np.ndarray | None) -> np.ndarray:
         """Columns of R, by applying the medium to unit vectors, a unit's worth at a time."""

@@ -37,6 +37,8 @@ import numpy as np
 from .medium import DRIFT_STREAM, MEDIUM_STREAM, Medium, MediumKind, stream_generator
 
 _SMALL_BATCH = 512  # below this many rows, products are computed transposed (see _product)
+GEMM_FLOP_PER_S = 1e11  # float32 matrix product throughput, 2 cores (for estimates: docs/physics.md section 1.8)
+GENERATED_ENTRIES_PER_S = 5e7  # complex Gaussian entries generated per second when streaming (same)
 
 
 def _product(x: np.ndarray, g: np.ndarray, out: np.ndarray, accumulate: bool) -> None:
@@ -263,6 +265,13 @@ class DenseMedium(Medium):
             if k + 1 < len(units):  # the workers make the next unit during this product
                 started = self._start_block(*units[k + 1], (MEDIUM_STREAM,))
             _product(xs[:, f0:f1], block, out[:, 2 * o0 : 2 * o1], accumulate=f0 > 0)
+
+    def _estimate_seconds(self, batch: int, n_features: int, n_outputs: int) -> float:
+        """A float32 product of 4 N M flops per row, plus the whole matrix generated again when streamed."""
+        seconds = batch * 4.0 * n_features * n_outputs / GEMM_FLOP_PER_S
+        if not self._fits(n_features, n_outputs):
+            seconds += n_features * n_outputs / GENERATED_ENTRIES_PER_S
+        return seconds
 
     def _do_matrix(self, n_outputs: int, n_features: int, features: np.ndarray | None) -> np.ndarray:
         """Ground truth ``R = G[:M, :N] / sqrt(N)`` as complex64 (M, N) (or its columns ``features``)."""

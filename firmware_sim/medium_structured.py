@@ -49,6 +49,7 @@ logger = logging.getLogger(__name__)
 _STRUCTURED_STREAM = 0x73747263  # "strc"
 _STAGES = 3  # diagonals D1, D2, D3, each followed by an FFT
 _MIN_LENGTH = 1024  # at least this many terms mix in each FFT: near-Gaussian entries at small sizes
+FFT_FLOP_PER_S = 2e9  # complex64 FFT throughput, 2 cores (for estimates: docs/physics.md section 1.8)
 
 
 class StructuredMedium(Medium):
@@ -115,6 +116,11 @@ class StructuredMedium(Medium):
     # ------------------------------------------------------------------ hooks
     def _do_prepare(self, n_features: int, n_outputs: int) -> None:
         self._current(self.length(n_features, n_outputs))
+
+    def _estimate_seconds(self, batch: int, n_features: int, n_outputs: int) -> float:
+        """Three FFTs of length L per row, about 5 L log2(L) flops each."""
+        length = self.length(n_features, n_outputs)
+        return batch * _STAGES * 5.0 * length * math.log2(length) / FFT_FLOP_PER_S
 
     def _do_field(self, x: np.ndarray, n_outputs: int) -> np.ndarray:
         """``R x`` for x (B, N): three FFTs of length L per row, in batches of about ``unit_bytes``."""

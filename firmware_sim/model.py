@@ -32,6 +32,8 @@ from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)
 
+CAMERA_SECONDS_PER_PIXEL = 3e-8  # physical fidelity's noise per pixel, 2 cores (estimates: docs/physics.md section 1.8)
+SLOW_ROW_S = 60.0  # a dense product slower than this per row is announced with a WARNING
 FIRMWARE_VERSION = "0.1.0"
 _CHUNK_BYTES = 256 * 2**20  # field (complex64) computed at once by acquire: 16 rows of 2,000,000 outputs
 MODEL_NAME = "firmware_sim emulated OPU"
@@ -63,6 +65,7 @@ class Configuration:
     exposure_us: float
     frametime_us: float
     roi: tuple[int, int, int, int]  # output ROI on the sensor: (y0, x0, rows, columns)
+    mirrors_per_feature: int = 1  # mirrors of one feature's macro-pixel (factor ** 2)
 
 
 class OPUModel:
@@ -109,14 +112,29 @@ class OPUModel:
 
     # ------------------------------------------------------------------ configuration
     def configure(
-        self, n_features: int, n_components: int, exposure_us: float | None = None, frametime_us: float | None = None
+        self,
+        n_features: int,
+        n_components: int,
+        exposure_us: float | None = None,
+        frametime_us: float | None = None,
+        mirrors_per_feature: int = 1,
     ) -> Configuration:
-        """Set the geometry and timing; makes the transmission matrix if it fits the budget."""
+        """Set the geometry and timing; makes the transmission matrix if it fits the budget.
+
+        ``mirrors_per_feature``: DMD mirrors of each feature's macro-pixel (``factor ** 2`` of
+        the layout); a lit feature sends that many mirrors' worth of light (docs/physics.md
+        section 1.1).
+        """
         p = self.params
         if not 1 <= n_components <= self.max_outputs():
             raise ValueError(f"n_components: expected 1 to {self.max_outputs()} (camera pixels), got {n_components}")
         if not 1 <= n_features <= p.n_mirrors:
             raise ValueError(f"n_features: expected 1 to {p.n_mirrors} (DMD mirrors), got {n_features}")
+        if not (isinstance(mirrors_per_feature, int) and 1 <= mirrors_per_feature * n_features <= p.n_mirrors):
+            raise ValueError(
+                f"mirrors_per_feature: expected an integer from 1 to {p.n_mirrors // n_features} "
+                f"({n_features} features on {p.n_mirrors} DMD mirrors), got {mirrors_per_feature!r}"
+            )
         exposure_us = p.exposure_us if exposure_us is None else exposure_us
         if not MIN_EXPOSURE_US <= exposure_us <= MAX_EXPOSURE_US:
             raise ValueError(f"exposure_us: expected {MIN_EXPOSURE_US:g} to {MAX_EXPOSURE_US:g} us, got {exposure_us}")
@@ -130,13 +148,14 @@ class OPUModel:
                 f"readout of {rows} rows), got {frametime_us}"
             )
         roi = ((p.camera_shape[0] - rows) // 2, 0, rows, p.camera_shape[1])
-        self.config = Configuration(n_features, n_components, exposure_us, frametime_us, roi)
+        self.config = Configuration(n_features, n_components, exposure_us, frametime_us, roi, mirrors_per_feature)
         kind = self.medium_for(n_features, n_components)
         if kind != self.medium.kind:  # auto crossed the memory budget: the other model, at the same device time
             self.medium.close()
             self.medium = self._make_medium(kind)
             self.medium.advance(self.time_us * 1e-6)
         logger.info("medium: %s (%s) for %d features x %d outputs", kind, self.params.medium, n_features, n_components)
+        self._warn_if_slow(n_features, n_components)
         self.medium.prepare(n_features, self._field_outputs(n_components))
         logger.debug("configured %s", self.config)
         return self.config
@@ -148,6 +167,35 @@ class OPUModel:
         """
         p = self.params
         return resolve_medium(p.medium, n_features, self._field_outputs(n_components), p.cache_mb)
+
+    def estimate_seconds(self, batch: int) -> float:
+        """Rough compute time (s) of acquiring ``batch`` rows in one call at the configuration in force.
+
+        The medium's product plus, in physical fidelity, the camera's noise: an order of
+        magnitude (docs/physics.md section 1.8) for progress reporting. Device time (the
+        frametimes) is emulated, not waited for, so it does not count.
+        """
+        cfg = self._require_config()
+        seconds = self.medium.estimate_seconds(batch, cfg.n_features, self._field_outputs(cfg.n_components))
+        if not self.ideal:
+            seconds += batch * cfg.n_components * CAMERA_SECONDS_PER_PIXEL
+        return seconds
+
+    def _warn_if_slow(self, n_features: int, n_components: int) -> None:
+        """WARNING when a dense product would take minutes per row, naming the structured medium."""
+        if self.medium.kind != "dense":
+            return
+        n_out = self._field_outputs(n_components)
+        per_call = self.medium.estimate_seconds(0, n_features, n_out)  # a streamed matrix, made at every call
+        per_row = self.medium.estimate_seconds(1, n_features, n_out) - per_call
+        if per_call + per_row < SLOW_ROW_S:
+            return
+        structured = StructuredMedium(self.params.seed).estimate_seconds(1, n_features, n_out)
+        logger.warning(
+            "medium=dense: %d features x %d outputs take about %.1f min per device call (the %.1f GB matrix is "
+            "generated again) plus %.2f s per row; medium=structured computes a row in about %.2f s",
+            n_features, n_components, per_call / 60, n_features * n_out * 8 / 1e9, per_row, structured,
+        )
 
     def _make_medium(self, kind: MediumKind) -> Medium:
         """A new medium of model ``kind`` from the parameters (at device time 0)."""
@@ -187,11 +235,23 @@ class OPUModel:
         self.time_us += microseconds
 
     # ------------------------------------------------------------------ optics
+    @property
+    def lit_fraction(self) -> float:
+        """Fraction of the DMD's mirrors the all-ones input lights: N · mirrors per feature / mirrors.
+
+        The media keep E|R_ji|^2 = 1/N per feature; the model scales R by ``sqrt(lit_fraction)``
+        so that E|R_ji|^2 = (mirrors per feature) / (DMD mirrors): the light follows the lit
+        mirrors (docs/physics.md section 1.2).
+        """
+        cfg = self._require_config()
+        return cfg.n_features * cfg.mirrors_per_feature / self.params.n_mirrors
+
     def field(self, features: np.ndarray) -> np.ndarray:
         """Complex field on the output pixels, complex64 (B, n_components)."""
         cfg = self._require_config()
         n_out = self._field_outputs(cfg.n_components)
         u = self.medium.field(features, n_out)
+        u *= np.float32(math.sqrt(self.lit_fraction))
         if self.params.grain_px > 1:
             u = self._speckle_grain(u, cfg.roi[2])[:, : cfg.n_components]
         return u
@@ -232,7 +292,9 @@ class OPUModel:
         cfg = self._require_config()
         if self.params.grain_px > 1:
             raise ValueError("grain_px: the transmission matrix of a grainy camera is not a single block of G")
-        return self.medium.matrix(cfg.n_components, cfg.n_features, features)
+        r = self.medium.matrix(cfg.n_components, cfg.n_features, features)
+        r *= np.float32(math.sqrt(self.lit_fraction))
+        return r
 
     # ------------------------------------------------------------------ acquisition
     def _require_config(self) -> Configuration:

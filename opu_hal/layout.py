@@ -41,6 +41,11 @@ class DMDLayout(BaseModel):
         """Mirrors spanned by the input (rows, columns)."""
         return (self.grid_shape[0] * self.factor, self.grid_shape[1] * self.factor)
 
+    @property
+    def lit_fraction(self) -> float:
+        """Fraction of the DMD's mirrors that the all-ones input lights: ``n_features * factor**2 / mirrors``."""
+        return self.n_features * self.factor**2 / (self.dmd_shape[0] * self.dmd_shape[1])
+
     def mirror_map(self) -> np.ndarray:
         """Feature index of every mirror, int32 of ``dmd_shape``; -1 where no feature is shown."""
         rows, cols = self.grid_shape

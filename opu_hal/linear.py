@@ -110,7 +110,7 @@ def linear_transform(opu: "OPU", X: Any, *, bits: int = 8, calibrate: bool = Tru
             update={
                 "exposure_us": lin.exposure_us,
                 "frametime_us": lin.frametime_us,
-                "gain_dn_per_intensity": lin.dn_per_intensity,
+                "gain_dn_per_intensity": lin.dn_per_intensity / lin.lit_fraction,  # per unit of the device's |R x|^2
                 "dark_level_dn": lin.dark_level_dn,
             }
         )

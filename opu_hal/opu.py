@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import warnings
 from collections.abc import Iterator
@@ -36,6 +37,8 @@ from .validation import (
 logger = logging.getLogger(__name__)
 
 Output = Literal["raw", "intensity"]
+PROGRESS_AFTER_S = 3.0  # a transform estimated longer than this (s) logs its estimate and shows a progress bar
+PROGRESS_STEP_S = 2.0  # a long transform's device calls are split to at most about this (s), so that its bar moves
 
 
 class OPU:
@@ -57,7 +60,8 @@ class OPU:
         from this device (its serial is checked on open). ``output="intensity"`` then uses its
         dark level and gain, and ``linear_transform`` its linear calibration.
     progress:
-        Show a progress bar when a transform spans several device calls.
+        Show a progress bar (and log the estimated time at INFO) when a transform is
+        estimated to take more than ``PROGRESS_AFTER_S`` = 3 s (``Backend.estimate_seconds``).
     timeout_s:
         Seconds to wait for the device on open and on every call.
     """
@@ -412,13 +416,41 @@ class OPU:
         """
         chunk = min(self._settings.max_batch_frames, self._backend.info.limits.max_batch_frames)
         total = flat.shape[0]
+        seconds = self._backend.estimate_seconds(min(chunk, total)) * math.ceil(total / chunk)
+        slow = seconds > PROGRESS_AFTER_S
+        if slow and progress:
+            chunk, seconds = self._progress_chunk(total, chunk)
+        if slow:
+            logger.info("acquiring %d frames: about %.1f s estimated (%d per device call)", total, seconds, chunk)
         parts: list[Frames] = []
-        with tqdm(total=total, unit="frame", disable=not progress or total <= chunk, leave=False) as bar:
+        with tqdm(total=total, unit="frame", disable=not (slow and progress), leave=False) as bar:
             for start in range(0, total, chunk):
                 parts.append(self._backend.acquire(flat[start : start + chunk]))
                 bar.update(parts[-1].frames.shape[0])
         frames = parts[0].frames if len(parts) == 1 else np.concatenate([p.frames for p in parts])
         return frames, parts
+
+    def _progress_chunk(self, total: int, chunk: int) -> tuple[int, float]:
+        """Rows per device call so that a long transform's bar moves, and the estimated time (s).
+
+        Calls are halved while one takes longer than ``PROGRESS_STEP_S`` and halving adds
+        less than 5 % to the estimate (a device that makes its matrix at every call keeps
+        its large calls).
+        """
+        estimate = self._backend.estimate_seconds
+
+        def whole(rows: int) -> float:
+            full, rest = divmod(total, rows)
+            return full * estimate(rows) + (estimate(rest) if rest else 0.0)
+
+        chunk = max(1, min(chunk, total))
+        seconds = whole(chunk)
+        while chunk > 1 and estimate(chunk) > PROGRESS_STEP_S:
+            half = (chunk + 1) // 2
+            if whole(half) > 1.05 * seconds:
+                break
+            chunk = half
+        return chunk, seconds
 
     def _intensity_scale(self, info: DeviceInfo, exposure_us: float) -> tuple[float, float]:
         """Counts per unit intensity at ``exposure_us`` (DN) and dark level (DN): from the record if it has them."""
@@ -426,7 +458,8 @@ class OPU:
         record = self._calibration
         if record is not None and record.linear is not None:
             ratio = 1.0 if info.bit_depth == 0 else exposure_us / record.linear.exposure_us
-            gain, dark = record.linear.dn_per_intensity * ratio, record.linear.dark_level_dn
+            gain = record.linear.dn_per_intensity / record.linear.lit_fraction * ratio  # per unit of the device's |R x|^2
+            dark = record.linear.dark_level_dn
         if record is not None and record.camera is not None:
             dark = record.camera.offset_dn
         return gain, dark

@@ -99,7 +99,9 @@ class LinearCalibration(BaseModel):
     """Linear-projection calibration (docs/physics.md sections 4.1-4.2); arrays are named ``linear_*``.
 
     ``dn_per_intensity`` is the camera scale c at ``exposure_us``: counts per unit of
-    ``|R x|^2`` (whose mean over pixels is 1 for the all-ones input).
+    ``|R x|^2 / lit_fraction`` (whose mean over pixels is 1 for the all-ones input of the
+    calibrated layout); the device's own unit of ``|R x|^2`` gives ``c / lit_fraction``
+    counts (docs/physics.md section 4.3).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -112,6 +114,13 @@ class LinearCalibration(BaseModel):
     exposure_us: float
     frametime_us: float
     dn_per_intensity: float = Field(description="camera scale c at exposure_us (DN per unit intensity)")
+    lit_fraction: float = Field(
+        1.0,
+        gt=0,
+        le=1,
+        description="fraction of the DMD's mirrors the calibrated all-ones input lights (layout.lit_fraction); "
+        "1 in records made before the emulator's light followed the lit mirrors",
+    )
     dark_level_dn: float = Field(description="mean dark count over the candidate pixels (DN)")
     max_dn: float = Field(description="saturated count (DN); inf without a camera")
     noise_rel: float = Field(description="relative repeatability error of a binary projection")

@@ -125,7 +125,8 @@ def test_focusing_input_is_bracketed_not_clipped(opu):
     R = opu.backend.model.transmission_matrix()
     pixel = int(opu.calibration.array("linear_pixels")[7])
     x = (np.real(R[pixel] * np.exp(0.3j)) > 0).astype(np.uint8)  # concentrates light on that pixel
-    intensity = np.abs(R[pixel] @ x) ** 2 * opu.calibration.linear.dn_per_intensity
+    lin = opu.calibration.linear
+    intensity = np.abs(R[pixel] @ x) ** 2 * lin.dn_per_intensity / lin.lit_fraction  # c is per unit of R / sqrt(f)
     assert intensity > 2 * opu.calibration.linear.max_dn  # it would saturate at the calibrated exposure
     z = opu.linear_transform(x)
     assert len(z.context.frame_ids) > 2  # acquired again at a shorter exposure

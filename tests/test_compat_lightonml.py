@@ -183,3 +183,19 @@ def test_encoders_without_an_equivalent_say_what_to_use(name):
     cls = {"ConcatenatedBitPlanEncoder": ConcatenatedBitPlanEncoder, "Float32Encoder": Float32Encoder}[name]
     with pytest.raises(NotImplementedError, match=f"{name} is not provided.*linear_transform"):
         cls()
+
+
+@pytest.mark.parametrize("verbose_level", [0, 3])
+def test_long_transform_shows_a_progress_bar_whatever_the_verbosity(verbose_level, capfd, monkeypatch):
+    shim.set_verbose_level(verbose_level)
+    try:
+        opu = OPU(n_components=50, device=IDEAL)  # lightonml's default: progress bar enabled
+        opu.fit1d(n_features=30)
+        monkeypatch.setattr(opu.device.backend, "estimate_seconds", lambda batch: 0.5 * batch)  # a slow device
+        capfd.readouterr()
+        opu.transform(np.ones((12, 30), dtype=np.uint8))
+        opu.close()
+    finally:
+        shim.set_verbose_level(0)
+    err = capfd.readouterr().err
+    assert "/12" in err and "frame" in err  # tqdm's bar, counting the 12 frames

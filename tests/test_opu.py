@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 import threading
 import warnings
@@ -11,6 +12,7 @@ import pytest
 
 from opu_hal import OPU, DeviceClosedError, NotFittedError, OPUError, OPUResult, SaturationWarning
 from opu_hal.encoding import BinaryThresholdEncoder, pack_bits
+from opu_hal.opu import PROGRESS_AFTER_S
 
 N_FEATURES = 120
 N_COMPONENTS = 200
@@ -451,14 +453,47 @@ def test_progress_bar_can_be_disabled(capfd):
     assert capfd.readouterr().err == ""
 
 
-def test_progress_bar_shows_for_multi_chunk_transforms(capfd):
+def test_fast_multi_chunk_transform_shows_no_bar(capfd):
     with OPU("emu://?fidelity=ideal", n_components=50, progress=True, settings={"max_batch_frames": 4}) as opu:
         opu.fit1d(n_features=30)
-        opu.transform(binary((4, 30)))  # one chunk: no bar
-        assert capfd.readouterr().err == ""
-        opu.transform(binary((20, 30)))
+        opu.transform(binary((20, 30)))  # five device calls of microseconds each
+    assert capfd.readouterr().err == ""
+
+
+def test_long_transform_logs_its_estimate_and_shows_a_moving_bar(capfd, caplog, monkeypatch):
+    x = binary((20, 30), seed=4)
+    with OPU("emu://?fidelity=ideal", n_components=50, seed=1, progress=False) as quiet:
+        quiet.fit1d(n_features=30)
+        expected = quiet.transform(x)
+    with OPU("emu://?fidelity=ideal", n_components=50, seed=1, progress=True) as opu:
+        opu.fit1d(n_features=30)
+        monkeypatch.setattr(opu.backend, "estimate_seconds", lambda batch: 0.5 * batch)  # a slow device
+        calls = []
+        acquire = opu.backend.acquire
+        monkeypatch.setattr(opu.backend, "acquire", lambda rows: calls.append(len(rows)) or acquire(rows))
+        with caplog.at_level(logging.INFO, logger="opu_hal.opu"):
+            result = opu.transform(x)
     err = capfd.readouterr().err
     assert "/20" in err and "frame" in err  # a tqdm bar counting the 20 frames
+    assert any(r.levelno == logging.INFO and "about 10.0 s estimated" in r.getMessage() for r in caplog.records)
+    assert calls == [3] * 6 + [2]  # calls of at most PROGRESS_STEP_S = 2 s (1.5 s), so that the bar moves
+    np.testing.assert_array_equal(result, expected)
+
+
+def test_dense_medium_that_would_take_minutes_per_row_says_so(caplog):
+    # lightonml's benchmark size: a 1.7 TB dense matrix regenerated at every call
+    with caplog.at_level(logging.WARNING, logger="firmware_sim.model"):
+        with OPU("emu://?medium=dense", n_components=200_000, progress=False) as opu:
+            opu.fit1d(n_features=1_039_680)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warned) == 1 and "medium=structured" in warned[0] and "min per device call" in warned[0]
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="firmware_sim.model"):
+        with OPU("emu://", n_components=200_000, progress=False) as opu:  # auto: the structured medium
+            opu.fit1d(n_features=1_039_680)
+            assert opu.backend.model.medium.kind == "structured"
+            assert opu.backend.estimate_seconds(1000) > PROGRESS_AFTER_S  # lightonml's benchmark gets a bar
+    assert not [r for r in caplog.records if r.levelno == logging.WARNING]
 
 
 # ---------------------------------------------------------------------------- torch

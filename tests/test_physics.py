@@ -30,6 +30,15 @@ def emulator(device: str = "emu://", *, n_components: int, n_features: int, seed
     return opu
 
 
+def unit_variance(opu: OPU) -> float:
+    """The factor that makes R's entries unit-variance: sqrt(N / f), E|R_ji|^2 = f / N (docs/physics.md 1.2).
+
+    f = N s^2 / N_dmd is the fraction of the DMD's mirrors the all-ones input lights.
+    """
+    model = opu.backend.model
+    return math.sqrt(model.config.n_features / model.lit_fraction)
+
+
 def binary(rng: np.random.Generator, batch: int, n: int, density: float = 0.5) -> np.ndarray:
     return (rng.random((batch, n)) < density).astype(np.uint8)
 
@@ -49,14 +58,15 @@ def test_speckle_of_one_input_is_exponential_with_contrast_one(fidelity):
     with emulator(f"emu://?fidelity={fidelity}", n_components=m, n_features=n) as opu:
         x = binary(rng, 3, n)
         y = np.asarray(opu.transform(x, output="intensity"), dtype=np.float64)
+        per_feature = 1 / unit_variance(opu) ** 2  # E|R_ji|^2 = s^2 / N_dmd: the light of one lit feature
     for row, xi in zip(y, x):
         # For Exp, the sample contrast std/mean has standard error 1/sqrt(m) (delta method with
         # central moments 1, 2, 9): 0.005 at m = 40,000, so 3 % is 6 standard errors. Shot and
         # read noise add about 1/(mean electrons ~ 1200) to the squared contrast: negligible.
         assert abs(row.std() / row.mean() - 1) < 0.03
-        # Theory fixes the scale: E|(R x)_j|^2 = sum(x)/N. One-sample KS test against that
-        # exact law; 1.95/sqrt(m) is the Kolmogorov critical value at level 0.001.
-        scale = xi.sum() / n
+        # Theory fixes the scale: E|(R x)_j|^2 = sum(x) s^2 / N_dmd (the lit mirrors). One-sample
+        # KS test against that exact law; 1.95/sqrt(m) is the Kolmogorov critical value at level 0.001.
+        scale = xi.sum() * per_feature
         assert abs(row.mean() / scale - 1) < 5 / math.sqrt(m)  # mean of m Exp: std scale/sqrt(m)
         if fidelity == "ideal":
             assert stats.kstest(row, "expon", args=(0, scale)).statistic < 1.95 / math.sqrt(m)
@@ -106,11 +116,11 @@ def test_transmission_matrix_entries_are_circular_gaussian_with_variance_one_ove
     n, m = 400, 500
     with emulator("emu://?tile_size=128", n_components=m, n_features=n) as opu:
         r = opu.backend.model.transmission_matrix().astype(np.complex128)
+        z = r * unit_variance(opu)  # unit circular Gaussian: |z|^2 ~ Exp(1)
     assert r.shape == (m, n) and r.dtype == np.complex128
-    z = r * math.sqrt(n)  # unit circular Gaussian: |z|^2 ~ Exp(1)
     count = z.size  # 200,000 entries
     se = 1 / math.sqrt(count)
-    assert abs(np.mean(np.abs(z) ** 2) - 1) < 4.5 * se  # E|R|^2 = 1/N; |z|^2 has std 1
+    assert abs(np.mean(np.abs(z) ** 2) - 1) < 4.5 * se  # E|R|^2 = s^2 / N_dmd; |z|^2 has std 1
     assert abs(z.real.mean()) < 4.5 * math.sqrt(0.5) * se and abs(z.imag.mean()) < 4.5 * math.sqrt(0.5) * se
     # Circularity: E z^2 = var(Re) - var(Im) + 2i cov(Re, Im) = 0; |z^2| has second moment 2.
     assert abs(np.mean(z**2)) < 4.5 * math.sqrt(2) * se
@@ -140,15 +150,18 @@ def test_ideal_fidelity_equals_the_squared_modulus_of_r_times_x():
 def test_a_smaller_matrix_is_the_top_left_block_of_a_larger_one():
     (n1, m1), (n2, m2) = (300, 200), (1100, 1200)  # the larger spans 3 x 3 tiles of 512
     with emulator(n_components=m1, n_features=n1) as small, emulator(n_components=m2, n_features=n2) as large:
-        r1 = small.backend.model.transmission_matrix().astype(np.complex128) * math.sqrt(n1)
-        r2 = large.backend.model.transmission_matrix().astype(np.complex128) * math.sqrt(n2)
-    # Both are G / sqrt(2N) rounded to float32 once: equal up to that rounding (2^-24 ~ 6e-8).
-    np.testing.assert_allclose(r1, r2[:m1, :n1], rtol=3e-7, atol=0)
+        r1 = small.backend.model.transmission_matrix().astype(np.complex128) * unit_variance(small)
+        r2 = large.backend.model.transmission_matrix().astype(np.complex128) * unit_variance(large)
+    # Both are G / sqrt(2N) rounded to float32, times the light factor sqrt(f) rounded again:
+    # equal up to those roundings (4 x 2^-24 ~ 2.4e-7).
+    np.testing.assert_allclose(r1, r2[:m1, :n1], rtol=5e-7, atol=0)
     # Re-fitting one device to a new size gives the same blocks.
     with emulator(n_components=m2, n_features=n2) as opu:
         opu.fit1d(n_features=n1)
         opu.n_components = m1
-        np.testing.assert_array_equal(opu.backend.model.transmission_matrix().astype(np.complex128) * math.sqrt(n1), r1)
+        np.testing.assert_array_equal(
+            opu.backend.model.transmission_matrix().astype(np.complex128) * unit_variance(opu), r1
+        )
 
 
 def test_streamed_matrix_equals_the_kept_one():
@@ -446,8 +459,8 @@ def test_drift_decorrelates_the_matrix_as_configured():
             eps = -math.expm1(-elapsed / tau)
             # The overlap's fluctuation <W, R0> / ||R0||^2 has std ~sqrt(eps / (M N)) <= 1.6e-3.
             assert abs(correlation(r, r0) - math.sqrt(1 - eps)) < 0.01
-            # Stationary: E|R_ij|^2 stays 1/N (|z|^2 ~ Exp(1): standard error 1/sqrt(M N) = 1.8e-3).
-            assert abs(np.mean(np.abs(r.astype(np.complex128)) ** 2) * n - 1) < 0.01
+            # Stationary: E|R_ij|^2 stays s^2 / N_dmd (|z|^2 ~ Exp(1): standard error 1/sqrt(M N) = 1.8e-3).
+            assert abs(np.mean(np.abs(r.astype(np.complex128) * unit_variance(opu)) ** 2) - 1) < 0.01
             # What the camera sees drifts with the matrix.
             np.testing.assert_allclose(
                 opu.transform(x), np.abs(r @ x.T.astype(np.float32)).T ** 2, rtol=1e-4, atol=1e-5
@@ -473,10 +486,10 @@ def test_a_drifting_medium_keeps_its_history_when_the_size_changes():
         model = opu.backend.model
         r0 = model.transmission_matrix()
         model.advance(3.0)
-        r3 = model.transmission_matrix() * np.float32(math.sqrt(n))  # unit-variance entries
+        r3 = model.transmission_matrix() * np.float32(unit_variance(opu))  # unit-variance entries
         opu.n_components = m + 100  # re-fit: a larger matrix, at the same device time
         opu.fit1d(n_features=n + 50)
-        bigger = model.transmission_matrix() * np.float32(math.sqrt(n + 50))
+        bigger = model.transmission_matrix() * np.float32(unit_variance(opu))
     # The shared block is the same drifted matrix, not the medium restarted from the seed.
     np.testing.assert_allclose(bigger[:m, :n], r3, rtol=1e-5, atol=1e-6)
     assert correlation(r3, r0) < 0.95
@@ -485,7 +498,7 @@ def test_a_drifting_medium_keeps_its_history_when_the_size_changes():
     fresh = bigger[m:, :]
     assert abs(np.mean(np.abs(fresh.astype(np.complex128)) ** 2) - 1) < 0.03
     with emulator("emu://?fidelity=ideal", n_components=m + 100, n_features=n + 50) as still:
-        time0 = still.backend.model.transmission_matrix() * np.float32(math.sqrt(n + 50))
+        time0 = still.backend.model.transmission_matrix() * np.float32(unit_variance(still))
     eps = -math.expm1(-model.time_us * 1e-6 / tau)
     assert abs(correlation(fresh, time0[m:, :]) - math.sqrt(1 - eps)) < 0.02
 
@@ -521,12 +534,12 @@ def test_speckle_grain_correlates_neighbours_and_keeps_contrast_one(grain):
 
 def test_speckle_grain_has_no_border_effect():
     # A one-row ROI is all border (top and bottom), and its first and last pixels are the
-    # sensor's left and right edges: every pixel must keep E|u_j|^2 = sum(x)/N. One-hot inputs
+    # sensor's left and right edges: every pixel must keep E|u_j|^2 = sum(x) s^2 / N_dmd. One-hot inputs
     # make each frame an independent speckle (a column of R); random binary inputs would not
     # (their mean field makes per-pixel means vary, docs/physics.md section 1.3).
     n = 256
     with emulator("emu://?fidelity=ideal&grain_px=3", n_components=WIDTH, n_features=n) as opu:
-        y = np.asarray(opu.transform(np.eye(n, dtype=np.uint8)), dtype=np.float64) * n  # Exp(1) each
+        y = np.asarray(opu.transform(np.eye(n, dtype=np.uint8)), dtype=np.float64) * unit_variance(opu) ** 2
     # 256 frames x ~WIDTH/3 grains: standard error ~0.004; 4 edge pixels (~2 grains) x 256
     # frames: ~0.045, so 0.2 is > 4 errors (a reflected border gives x1.5-4.5).
     assert abs(y.mean() - 1) < 0.03

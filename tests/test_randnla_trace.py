@@ -57,9 +57,12 @@ def test_power_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying
     # 300 x 300, eigenvalues 1/j^2, 48 matvecs (16 optical, 32 digital). With 16 reference
     # frames in the linear calibration, its affine offset (docs/physics.md section 4.4, a rank-one error
     # of A S) cost plain Hutch++ 2.0x-3.0x the digital error here (device seeds 0-3) and
-    # Nyström++ 0.67x-1.01x; with 1,024 (seed 0) Hutch++ is 0.97x and Nyström++ 0.99x.
-    # The median of 32 trials has a relative spread of ~1.17 / sqrt(32) = 21 % (400 digital
-    # trials: 6 %), so the 1.5x bound sits ~2.4 spreads above the typical 1x.
+    # Nyström++ 0.67x-1.01x. With 1,024 and the light following the lit mirrors (docs/physics.md
+    # section 1.1), device seeds 0-4: Nyström++ 0.62x-0.91x, plain Hutch++ 1.61x-2.23x (before
+    # that change, 0.97x-1.94x: seed 0's 0.97x was the lucky end). All 32 trials share one
+    # calibration, so Hutch++'s figure is one draw of its offset, not an average. The median of
+    # 32 trials has a relative spread of ~1.17 / sqrt(32) = 21 % (400 digital trials: 6 %), so
+    # the 1.5x bound sits ~2.4 spreads above Nyström++'s typical 1x; Hutch++ is bounded at 2.5x.
     n, k, trials = 300, 16, 32
     V = np.linalg.qr(np.random.default_rng(0).standard_normal((n, n)))[0]
     A = (V / np.arange(1, n + 1) ** 2) @ V.T
@@ -76,7 +79,7 @@ def test_power_nystrompp_with_the_opu_matches_digital_hutchpp_on_a_fast_decaying
     nys = np.array(nys)
     assert abs(nys.mean()) < 4 * nys.std() / np.sqrt(trials)
     assert np.median(np.abs(nys)) < 1.5 * np.median(np.abs(digital))
-    assert np.median(np.abs(hpp)) < 1.5 * np.median(np.abs(digital))  # the same optical sketches
+    assert np.median(np.abs(hpp)) < 2.5 * np.median(np.abs(digital))  # the same optical sketches
 
 
 def test_hutchpp_with_one_digital_power_step_on_the_opu_is_within_2x_of_digital_hutchpp():

@@ -99,11 +99,12 @@ def test_fit2d_features_are_flattened_row_major() -> None:
 
 
 def test_saturated_intensities_are_dropped_and_warned_about() -> None:
-    # At about 3x the default exposure about 2 % of the intensities saturate. Used as clipped
-    # values they bias R̂ to a relative error of about 0.23; dropped, the retrieval still
-    # meets the 0.10 target, and the warning says to lower the exposure.
+    # At about 3x the default exposure per lit mirror (64 features light f = 0.8 of the DMD,
+    # docs/physics.md section 1.2, so 1250 us / 0.8) about 2 % of the intensities saturate. Used
+    # as clipped values they bias R̂ to a relative error of about 0.23; dropped, the retrieval
+    # still meets the 0.10 target, and the warning says to lower the exposure.
     opu = _opu(64)
-    opu.settings = {"exposure_us": 1250.0}
+    opu.settings = {"exposure_us": 1250.0 / 0.8}
     with pytest.warns(SaturationWarning, match="saturated and dropped"):
         result = retrieve_transmission_matrix(opu, n_check=0, progress=False)
     assert 0.01 < result.saturated_fraction < 0.05

@@ -15,6 +15,7 @@ from ..errors import DeviceClosedError
 from ..layout import DMDLayout
 from ..limits import MAX_FRAMETIME_US
 from ..settings import DeviceInfo
+from ..validation import check_int
 
 logger = logging.getLogger(__name__)
 
@@ -83,6 +84,7 @@ class Backend(ABC):
     def __init__(self) -> None:
         self._info: DeviceInfo | None = None
         self._config: DeviceConfig | None = None
+        self._applied_config: AppliedConfig | None = None
 
     @property
     def is_open(self) -> bool:
@@ -130,8 +132,19 @@ class Backend(ABC):
                 f"n_components: expected 1 to {info.limits.max_n_components} (camera pixels), got {config.n_components}"
             )
         applied = self._do_configure(config)
-        self._config = config
+        self._config, self._applied_config = config, applied
         return applied
+
+    def estimate_seconds(self, batch: int) -> float:
+        """Rough wall time (s) of acquiring ``batch`` frames in one call at the configuration in force.
+
+        Default: the frames' device time, ``batch`` x frametime (a device that computes its
+        frames, such as an emulator, adds its compute time). For progress reporting only.
+        """
+        if self._applied_config is None:
+            raise RuntimeError("the device is not configured: call configure() first")
+        check_int(batch, "batch", low=0)
+        return batch * self._applied_config.frametime_us * 1e-6
 
     def acquire(self, features: np.ndarray) -> Frames:
         """Acquire one frame per row of ``features`` (B, n_features), uint8 0/1."""
@@ -152,7 +165,7 @@ class Backend(ABC):
         if self._info is not None:
             self._do_close()
             self._info = None
-            self._config = None
+            self._config = self._applied_config = None
 
     @abstractmethod
     def _do_open(self, timeout_s: float) -> DeviceInfo: ...

@@ -34,13 +34,22 @@ class EmulatedBackend(Backend):
 
     def _do_configure(self, config: DeviceConfig) -> AppliedConfig:
         applied = self.model.configure(
-            config.layout.n_features, config.n_components, config.exposure_us, config.frametime_us
+            config.layout.n_features,
+            config.n_components,
+            config.exposure_us,
+            config.frametime_us,
+            mirrors_per_feature=config.layout.factor**2,
         )
         return AppliedConfig(applied.exposure_us, applied.frametime_us, applied.roi)
 
     def _do_acquire(self, features: np.ndarray) -> Frames:
         acq = self.model.acquire(features)
         return Frames(acq.frames, acq.frame_ids, acq.timestamps_us, acq.saturated_fraction, acq.device_time_s)
+
+    def estimate_seconds(self, batch: int) -> float:
+        """Rough compute time (s) of ``batch`` frames in one call: the emulator's (device time is not waited for)."""
+        super().estimate_seconds(batch)  # validates
+        return self.model.estimate_seconds(batch)
 
     def _do_close(self) -> None:
         self.model.close()
