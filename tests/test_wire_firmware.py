@@ -73,7 +73,7 @@ def test_state_machine_idle_configured_and_acquiring():
     head, ids, frames = frames_of(payload)
     assert msg_type == MsgType.FRAMES and ids.tolist() == list(range(8)) and head["frame_counter"] == 8
     reference = Firmware(PARAMS).model
-    reference.configure(15, 25)
+    reference.configure(15, 25, mirrors_per_feature=LAYOUT.factor**2)  # the light of the layout's macro-pixels
     np.testing.assert_array_equal(frames, reference.acquire(X).frames)  # the centre mirrors read back X
 
 
