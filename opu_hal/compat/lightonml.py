@@ -384,7 +384,8 @@ class OPU:
     def _require_fit(self, what: str) -> tuple[int, ...]:
         if self._feature_shape is None:
             raise OPUNotFittedError(f"Call fit1d or fit2d before {what}")
-        self.device.progress = not self._disable_pbar and get_verbose_level() >= 1  # lightonml: silent below 1
+        # a bar only for a long transform (the facade decides from its time estimate), unless disabled
+        self.device.progress = not self._disable_pbar
         return self._feature_shape
 
     def _unpack(self, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
