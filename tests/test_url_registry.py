@@ -262,5 +262,5 @@ def test_serve_and_the_cli_go_through_the_table(capsys):
         SharingServer("emu://?colour=red", TOKEN)
     assert main(["urls"]) == 0
     assert capsys.readouterr().out.strip() == keys_table()
-    assert main(["info", "serial:///dev/ttyNONE?baudrate=abc"]) == 1
+    assert main(["info", "serial:///dev/ttyNONE?baudrate=abc"]) == 2  # a malformed URL is a usage error
     assert "baudrate: expected a valid integer" in capsys.readouterr().err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import threading
@@ -105,6 +106,8 @@ def test_serve_refuses_a_short_token():
 
 def test_info_prints_the_handshake_of_a_wire_device(capsys):
     assert main(["info", "sim://?seed=9&dmd_shape=20x24&camera_shape=10x30"]) == 0
+    assert re.search(r"handshake max payload\s+[\d,]+ bytes", capsys.readouterr().out)
+    assert main(["info", "sim://?seed=9&dmd_shape=20x24&camera_shape=10x30", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["serial"] == "EMU-00000009" and report["dmd_shape"] == [20, 24]
     assert report["handshake"]["protocol_version"] == "1.0" and len(report["handshake"]["boot_id"]) == 32
