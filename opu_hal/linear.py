@@ -28,7 +28,7 @@ from tqdm.auto import tqdm
 from .errors import NotCalibratedError, NotFittedError, SaturationWarning
 from .record import CalibrationRecord
 from .result import OPUResult
-from .session import DeviceSession
+from .session import PROGRESS_AFTER_S, DeviceSession
 from .validation import (
     as_numpy,
     check_bool,
@@ -101,7 +101,9 @@ def linear_transform(opu: "OPU", X: Any, *, bits: int = 8, calibrate: bool = Tru
         parts: list[np.ndarray] = []
         bracketed = 0
         rounds = range(0, flat.shape[0], VECTORS_PER_ROUND)
-        for start in tqdm(rounds, unit="round", disable=not opu.progress or len(rounds) <= 1, leave=False):
+        # at most 4 * bits frames per vector: a bar only for a long transform, as transform's
+        long = opu.backend.estimate_seconds(flat.shape[0] * 4 * bits) > PROGRESS_AFTER_S
+        for start in tqdm(rounds, unit="round", disable=not (opu.progress == "always" or (opu.progress and long)) or len(rounds) <= 1, leave=False):
             z, extra = linear_project(session, record, flat[start : start + VECTORS_PER_ROUND], bits)
             parts.append(z)
             bracketed += extra

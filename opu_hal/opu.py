@@ -21,7 +21,7 @@ from .layout import DMDLayout, layout_1d, layout_2d
 from .locking import DeviceLock
 from .record import CalibrationRecord, DeviceIdentity
 from .result import OPUResult, TransformContext
-from .session import AcquisitionLog, DeviceSession
+from .session import PROGRESS_AFTER_S, PROGRESS_STEP_S, AcquisitionLog, DeviceSession
 from .settings import DeviceInfo, OPUSettings
 from .url import mask_url, parse_device_url
 from .validation import (
@@ -37,8 +37,6 @@ from .validation import (
 logger = logging.getLogger(__name__)
 
 Output = Literal["raw", "intensity"]
-PROGRESS_AFTER_S = 3.0  # a transform estimated longer than this (s) logs its estimate and shows a progress bar
-PROGRESS_STEP_S = 2.0  # a long transform's device calls are split to at most about this (s), so that its bar moves
 
 
 class OPU:
@@ -60,8 +58,9 @@ class OPU:
         from this device (its serial is checked on open). ``output="intensity"`` then uses its
         dark level and gain, and ``linear_transform`` its linear calibration.
     progress:
-        Show a progress bar (and log the estimated time at INFO) when a transform is
-        estimated to take more than ``PROGRESS_AFTER_S`` = 3 s (``Backend.estimate_seconds``).
+        True: show a progress bar (and log the estimated time at INFO) when a transform is
+        estimated to take more than ``PROGRESS_AFTER_S`` = 3 s (``Backend.estimate_seconds``);
+        ``"always"``: a bar for every transform of several frames; False: never.
     timeout_s:
         Seconds to wait for the device on open and on every call.
     """
@@ -74,7 +73,7 @@ class OPU:
         seed: int | None = None,
         settings: OPUSettings | dict[str, Any] | None = None,
         calibration: CalibrationRecord | str | Path | None = None,
-        progress: bool = True,
+        progress: bool | Literal["always"] = True,
         timeout_s: float = 10.0,
     ) -> None:
         self._url = parse_device_url(device)
@@ -82,7 +81,9 @@ class OPU:
         if seed is not None:
             check_int(seed, "seed", low=0)
         self._settings = self._validate_settings(settings)
-        self.progress = check_bool(progress, "progress")
+        if progress != "always":
+            check_bool(progress, "progress")
+        self.progress = progress
         self.timeout_s = check_positive_seconds(timeout_s, "timeout_s")
         try:
             self._backend: Backend = make_backend(self._url, seed)
@@ -408,7 +409,7 @@ class OPU:
         calibration_id = None if self._calibration is None else self._calibration.id
         return frames, log.context(info, self._layout, applied, scale, calibration_id)
 
-    def _acquire_frames(self, flat: np.ndarray, progress: bool) -> tuple[np.ndarray, list[Frames]]:
+    def _acquire_frames(self, flat: np.ndarray, progress: bool | str) -> tuple[np.ndarray, list[Frames]]:
         """Frames of binary rows ``flat`` (B, N) in device-sized calls, at the configuration in force.
 
         The one acquisition path of the facade and of its sessions: returns the frames and
@@ -423,7 +424,8 @@ class OPU:
         if slow:
             logger.info("acquiring %d frames: about %.1f s estimated (%d per device call)", total, seconds, chunk)
         parts: list[Frames] = []
-        with tqdm(total=total, unit="frame", disable=not (slow and progress), leave=False) as bar:
+        show = progress == "always" or (slow and progress)
+        with tqdm(total=total, unit="frame", disable=not show or total <= 1, leave=False) as bar:
             for start in range(0, total, chunk):
                 parts.append(self._backend.acquire(flat[start : start + chunk]))
                 bar.update(parts[-1].frames.shape[0])

@@ -30,6 +30,11 @@ from .settings import DeviceInfo
 if TYPE_CHECKING:
     from .opu import OPU
 
+#: A transform estimated longer than this (s) logs its estimate and shows a progress bar.
+PROGRESS_AFTER_S = 3.0
+#: A long transform's device calls are split to at most about this (s), so that its bar moves.
+PROGRESS_STEP_S = 2.0
+
 
 class AcquisitionLog:
     """Metadata of the frames acquired so far: ids, timestamps (us), device time (s), saturation."""

@@ -384,8 +384,10 @@ class OPU:
     def _require_fit(self, what: str) -> tuple[int, ...]:
         if self._feature_shape is None:
             raise OPUNotFittedError(f"Call fit1d or fit2d before {what}")
-        # a bar only for a long transform (the facade decides from its time estimate), unless disabled
-        self.device.progress = not self._disable_pbar
+        # lightonml's convention: bars from verbose level 1; below, a bar only for a long transform
+        # (the facade decides from its time estimate); never with disable_pbar
+        asked = get_verbose_level() >= 1
+        self.device.progress = False if self._disable_pbar else ("always" if asked else True)
         return self._feature_shape
 
     def _unpack(self, array: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
