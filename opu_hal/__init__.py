@@ -42,6 +42,7 @@ _EXPORTS = {
     "OPUError": ".errors",
     "OPUNotFittedError": ".errors",
     "ProtocolError": ".errors",
+    "RetriesSpentError": ".errors",
     "SaturationWarning": ".errors",
     "TransportError": ".errors",
 }
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
         OPUError,
         OPUNotFittedError,
         ProtocolError,
+        RetriesSpentError,
         SaturationWarning,
         TransportError,
     )

@@ -29,6 +29,10 @@ class ProtocolError(OPUError):
     """A corrupt or unexpected frame was received after all retries."""
 
 
+class RetriesSpentError(ProtocolError):
+    """A request's retries were all spent on corrupt frames (the request's, or its reply's)."""
+
+
 class DeviceTimeoutError(OPUError, TimeoutError):
     """The device did not answer within the timeout (seconds)."""
 
@@ -140,6 +144,7 @@ __all__ = [
     "OPUError",
     "OPUNotFittedError",
     "ProtocolError",
+    "RetriesSpentError",
     "SaturationWarning",
     "TransportError",
 ]

@@ -265,3 +265,16 @@ def test_bad_scales_are_rejected_naming_the_argument() -> None:
 
     with pytest.raises(ValueError, match="scale: expected None when digital= or optical= is given"):
         Wide(scale="tinydfa", digital=DigitalFeedback())
+
+
+def test_an_optical_model_copies_sharing_its_opu_and_refuses_pickling_with_a_clear_error() -> None:
+    with OPU("emu://", n_components=1, seed=2, progress=False) as opu:
+        net = Net("optical", opu=opu)
+        _step(net)
+        ema = copy.deepcopy(net)  # raised TypeError (cannot pickle '_thread.RLock') before
+        assert ema.dfa.optical is net.dfa.optical and ema.dfa.layers[0] is ema.markers[0]
+        ema.zero_grad()
+        _step(ema)
+        assert ema.fc1.weight.grad is not None
+        with pytest.raises(TypeError, match="OpticalFeedback: expected no pickling .*state_dict"):
+            torch.save(net, io.BytesIO())

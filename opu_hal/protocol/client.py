@@ -21,7 +21,14 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Iterable, Iterator
 
-from ..errors import DeviceResetError, DeviceTimeoutError, IncompatibleFirmwareError, OPUError, ProtocolError
+from ..errors import (
+    DeviceResetError,
+    DeviceTimeoutError,
+    IncompatibleFirmwareError,
+    OPUError,
+    ProtocolError,
+    RetriesSpentError,
+)
 from ..settings import DeviceInfo
 from ..validation import check_int, check_positive_seconds
 from ..transport import Transport, TransportError
@@ -171,6 +178,8 @@ class ProtocolClient:
         self._seq = random.randrange(1, 2**31)
         self._pending: dict[int, _Pending] = {}
         self._in_handshake = False
+        self._last_rx = time.monotonic()  # when bytes last arrived
+        self.resent = 0  # requests sent again so far (for budgets over many requests)
         self._writer: _Writer | None = None  # sends large frames while replies are read (full-duplex links)
 
     # ------------------------------------------------------------------ connection
@@ -334,7 +343,7 @@ class ProtocolClient:
 
     def _retry(self, pending: _Pending, reason: str, corrupt: bool) -> None:
         pending.attempts += 1
-        pending.last_failure, pending.corrupt = reason, corrupt
+        pending.last_failure, pending.corrupt = reason, pending.corrupt or corrupt  # corrupt once: a faulty link
         retries = self.retries if pending.retries is None else pending.retries
         if pending.attempts > retries:
             name = _type_name(pending.request.type)
@@ -342,8 +351,9 @@ class ProtocolClient:
                 f"{name} request (seq {pending.seq}): no valid reply after {retries} retries "
                 f"({self.timeout_s} s timeout each); last failure: {reason}"
             )
-            raise ProtocolError(text) if corrupt else DeviceTimeoutError(text)
+            raise RetriesSpentError(text) if pending.corrupt else DeviceTimeoutError(text)
         logger.info("resending seq %d (attempt %d): %s", pending.seq, pending.attempts + 1, reason)
+        self.resent += 1
         pending.deadline = time.monotonic() + self.timeout_s
         pending.deferred = False
         self._send(pending)
@@ -375,12 +385,17 @@ class ProtocolClient:
             self._reconnect(queue, str(exc))
             return
         if received:
+            self._last_rx = time.monotonic()
             self._drain()
         for index, pending in enumerate(queue):  # requests refused out of order go again in turn
             if pending.deferred and all(p.reply is not None for p in queue[:index]):
                 self._retry(pending, "executed out of order", corrupt=False)
         if first is not None and first.reply is None and time.monotonic() >= first.deadline:
-            self._retry(first, f"no reply within {self.timeout_s} s", corrupt=False)
+            cut_short = self._decoder.partial and time.monotonic() - self._last_rx >= self.timeout_s
+            if cut_short:
+                self._decoder.drop_partial()  # a frame cut short by lost bytes: the resent reply starts afresh
+            reason = "a frame cut short (bytes lost)" if cut_short else f"no reply within {self.timeout_s} s"
+            self._retry(first, reason, corrupt=cut_short)
 
     def _drain(self) -> None:
         while True:

@@ -254,6 +254,7 @@ class ServerLink:
         deadline = None if self.hello_timeout_s is None else time.monotonic() + self.hello_timeout_s
         threads: list[threading.Thread] = []
         transport, running = self.transport, self._running
+        last_rx = time.monotonic()
         try:
             while running.is_set():
                 if not threads and deadline is not None and time.monotonic() >= deadline:
@@ -273,8 +274,12 @@ class ServerLink:
                         decoder.feed(data)
                 except TransportError:
                     break
+                now = time.monotonic()
                 if not received:
+                    if decoder.partial and now - last_rx >= 2 * self.keepalive_s:
+                        decoder.drop_partial()  # cut short by lost bytes: the host's resend starts afresh
                     continue
+                last_rx = now
                 if not threads:
                     if not self._greet(decoder):
                         break

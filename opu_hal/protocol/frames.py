@@ -306,6 +306,21 @@ class FrameDecoder:
         self._buf.clear()
         self._big = self._tail = None
 
+    @property
+    def partial(self) -> bool:
+        """Whether part of a frame is held, waiting for the rest."""
+        return self._big is not None or bool(self._buf)
+
+    def drop_partial(self) -> None:
+        """Give up the frame in progress: after a silence, its missing bytes were lost, not late.
+
+        Otherwise the next frame to arrive (typically the resent one) would be read as the
+        rest of it, fail its CRC and cost one more retry.
+        """
+        if self.partial:
+            self.discarded += len(self._buf) + (self._filled if self._big is not None else 0)
+            self.reset()
+
     def feed(self, data: bytes | bytearray | memoryview) -> None:
         """Append received bytes. Call ``next_frame`` before feeding more than one frame's worth."""
         data = memoryview(data).cast("B")
