@@ -101,13 +101,15 @@ def linear_transform(opu: "OPU", X: Any, *, bits: int = 8, calibrate: bool = Tru
         parts: list[np.ndarray] = []
         bracketed = 0
         rounds = range(0, flat.shape[0], VECTORS_PER_ROUND)
+        lin = record.linear
+        # the calibrated geometry, so that the context exists even when no plane needs a frame (all-zero inputs)
+        session.configure(lin.n_device_features, lin.n_candidates, lin.exposure_us)
         # at most 4 * bits frames per vector: a bar only for a long transform, as transform's
         long = opu.backend.estimate_seconds(flat.shape[0] * 4 * bits) > PROGRESS_AFTER_S
         for start in tqdm(rounds, unit="round", disable=not (opu.progress == "always" or (opu.progress and long)) or len(rounds) <= 1, leave=False):
             z, extra = linear_project(session, record, flat[start : start + VECTORS_PER_ROUND], bits)
             parts.append(z)
             bracketed += extra
-        lin = record.linear
         context = session.context(record.id).model_copy(
             update={
                 "exposure_us": lin.exposure_us,

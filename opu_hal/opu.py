@@ -85,6 +85,8 @@ class OPU:
             check_bool(progress, "progress")
         self.progress = progress
         self.timeout_s = check_positive_seconds(timeout_s, "timeout_s")
+        if not math.isfinite(self.timeout_s):
+            raise ValueError(f"timeout_s: expected a finite number of seconds, got {timeout_s!r}")
         try:
             self._backend: Backend = make_backend(self._url, seed)
         except ValueError as exc:  # name the argument: the URL's query is where the bad value came from

@@ -257,7 +257,10 @@ def parse_device_url(url: str) -> DeviceURL:
         raise TypeError(f"device: expected a URL string such as 'emu://', got {type(url).__name__}")
     if url.startswith("/"):
         return DeviceURL("serial", url)
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # e.g. an unclosed IPv6 bracket
+        raise ValueError(f"device: expected a well-formed URL such as 'socket://HOST:PORT', got {mask_url(url)!r} ({exc})") from None
     scheme = parts.scheme.lower()
     if scheme not in _SCHEMES or not url.lower().startswith(f"{scheme}://"):
         raise ValueError(

@@ -57,5 +57,7 @@ class EmulatedBackend(Backend):
 
 
 def emu_backend(spec: DeviceSpec) -> EmulatedBackend:
-    """The backend of ``emu://?KEY=VALUE...`` (keys: the emulator's parameters)."""
+    """The backend of ``emu://?KEY=VALUE...`` (keys: the emulator's parameters); it takes no location."""
+    if spec.location:
+        raise ValueError(f"expected emu:// with no host or path (an in-process emulator), got location {spec.location!r}")
     return EmulatedBackend(spec.get(EmulatorParams))
