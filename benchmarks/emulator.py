@@ -44,7 +44,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 ROOT = Path(__file__).resolve().parent.parent  # the repository: workers run as ``-m benchmarks.emulator`` from it
 LIGHTONML_BYTES_PER_ENTRY = 16  # float32 real and imaginary parts, then their complex64 sum
@@ -72,6 +72,20 @@ def work_gemm(n: int, m: int, batch: int, repeats: int) -> dict[str, Any]:
     return {"rows_per_s": batch / min(times)}
 
 
+def _fitted_emulator(url: str, n: int, m: int) -> Callable[[], Any]:
+    """A function that opens the emulator at ``url`` with ``m`` outputs, fitted to ``n`` features."""
+
+    def open_fitted() -> Any:
+        from opu_hal import OPU
+
+        opu = OPU(url, n_components=m, seed=0, progress=False)
+        opu.open()
+        opu.fit1d(n_features=n)
+        return opu
+
+    return open_fitted
+
+
 def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str, medium: str = "auto") -> dict[str, Any]:
     """OPU on ``emu://`` with default settings (and ``medium``): open + fit, first transform, best of repeats."""
     import numpy as np
@@ -79,18 +93,11 @@ def work_ours(n: int, m: int, batch: int, repeats: int, fidelity: str, medium: s
     from benchmarks._lightonml_ref import time_transforms
     from firmware_sim import EmulatorParams
     from firmware_sim.medium import memory_budget_bytes, resolve_medium
-    from opu_hal import OPU
 
     warnings.simplefilter("ignore")  # a saturation warning is not what this run is about
     x = np.random.default_rng(1).integers(0, 2, size=(batch, n), dtype=np.uint8)
 
-    def open_fitted() -> OPU:
-        opu = OPU(f"emu://?fidelity={fidelity}&medium={medium}", n_components=m, seed=0, progress=False)
-        opu.open()
-        opu.fit1d(n_features=n)
-        return opu
-
-    opu, times = time_transforms(open_fitted, x, repeats)
+    opu, times = time_transforms(_fitted_emulator(f"emu://?fidelity={fidelity}&medium={medium}", n, m), x, repeats)
     opu.close()
     cache_mb = EmulatorParams().cache_mb
     budget = memory_budget_bytes(cache_mb)
@@ -112,18 +119,11 @@ def work_full(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[s
 
     from benchmarks._lightonml_ref import time_transforms
     from firmware_sim.medium_structured import StructuredMedium
-    from opu_hal import OPU
 
     warnings.simplefilter("ignore")
     x = np.random.default_rng(1).integers(0, 2, size=(batch, n), dtype=np.uint8)
 
-    def open_fitted() -> OPU:
-        opu = OPU(f"emu://?fidelity={fidelity}&medium=structured", n_components=m, seed=0, progress=False)
-        opu.open()
-        opu.fit1d(n_features=n)
-        return opu
-
-    opu, times = time_transforms(open_fitted, x, repeats)
+    opu, times = time_transforms(_fitted_emulator(f"emu://?fidelity={fidelity}&medium=structured", n, m), x, repeats)
     opu.close()
     rss = peak_rss_mb()
     del x
