@@ -420,9 +420,13 @@ def retrieve_transmission_matrix(
     saturated = 1.0 - float(used.mean())
     if saturated > _SATURATION_WARN:
         warnings.warn(
-            f"{saturated:.2%} of the retrieval's intensities were saturated and dropped, which biases R̂; "
-            f"lower exposure_us (now {measured.exposure_us} us)",
-            SaturationWarning,
+            SaturationWarning(
+                "more than 1 % of the retrieval's intensities were saturated and dropped, which biases R̂; "
+                "lower exposure_us (the fraction and exposure are the warning's attributes)",
+                fraction=saturated,
+                exposure_us=measured.exposure_us,
+                frames=frames.shape[0],
+            ),
             stacklevel=2,
         )
     result = TMResult(

@@ -112,6 +112,23 @@ def test_saturated_intensities_are_dropped_and_warned_about() -> None:
     assert result.intensity_correlation is None and result.check_frames == 0
 
 
+def test_saturation_warning_text_is_constant_and_the_numbers_are_attributes() -> None:
+    # Python's filters show a warning once per (message, place): a message carrying the varying
+    # fraction defeated them; the text is now constant and the numbers are attributes.
+    opu = _opu(64)
+    fractions = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for exposure_us in (1250.0 / 0.8, 1500.0 / 0.8):
+            opu.settings = {"exposure_us": exposure_us}
+            fractions.append(retrieve_transmission_matrix(opu, n_check=0, progress=False).saturated_fraction)
+    shown = [w.message for w in caught if issubclass(w.category, SaturationWarning)]
+    assert fractions[1] > fractions[0] > 0.01
+    assert len(shown) == 2 and str(shown[0]) == str(shown[1])
+    assert [w.fraction for w in shown] == pytest.approx(fractions)
+    assert [w.exposure_us for w in shown] == pytest.approx([1250.0 / 0.8, 1500.0 / 0.8])
+
+
 # ---------------------------------------------------------------------- alignment metric
 def _random_matrix(rng: np.random.Generator, m: int, n: int) -> np.ndarray:
     return (rng.standard_normal((m, n)) + 1j * rng.standard_normal((m, n))) / np.sqrt(2 * n)
