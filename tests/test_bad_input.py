@@ -34,3 +34,15 @@ def test_an_emulator_url_with_a_location_is_refused():
     """``emu://host/path`` silently ignored its location."""
     with pytest.raises(ValueError, match=r"device: expected emu:// with no host or path .* 'host/path'"):
         OPU("emu://host/path", n_components=10)
+
+
+def test_a_missing_serial_port_fails_at_once_naming_the_port():
+    """It waited the whole timeout (10 s by default) before "No such file or directory"."""
+    import time
+
+    from opu_hal import TransportError
+
+    start = time.monotonic()
+    with pytest.raises(TransportError, match=r"serial port /dev/does-not-exist: .*does not exist"):
+        OPU("serial:///dev/does-not-exist", n_components=10, timeout_s=5).open()
+    assert time.monotonic() - start < 1.0
