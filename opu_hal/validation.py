@@ -15,7 +15,13 @@ def is_torch_tensor(value: Any) -> bool:
 
 
 def as_numpy(value: Any, name: str) -> np.ndarray:
-    """An array from a numpy array, a list or a torch tensor (copied to the CPU)."""
+    """An array from a numpy array, a list or a torch tensor (copied to the CPU). A numpy masked
+    array is refused: the OPU has no use for a mask."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array, got a numpy masked array ({int(np.ma.count_masked(value))} values "
+            f"masked); its mask cannot be applied on the device: pass {name}.filled(fill_value) or {name}.data"
+        )
     if is_torch_tensor(value):
         value = value.detach().cpu().numpy()
     try:

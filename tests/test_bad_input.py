@@ -46,3 +46,14 @@ def test_a_missing_serial_port_fails_at_once_naming_the_port():
     with pytest.raises(TransportError, match=r"serial port /dev/does-not-exist: .*does not exist"):
         OPU("serial:///dev/does-not-exist", n_components=10, timeout_s=5).open()
     assert time.monotonic() - start < 1.0
+
+
+@pytest.mark.parametrize("method", ["fit1d", "transform", "linear_transform"])
+def test_a_masked_array_is_refused_not_its_mask_ignored(method):
+    """A numpy masked array's mask was silently ignored: the masked values went to the device."""
+    x = np.ma.masked_array(np.eye(4, 8, dtype=np.uint8), mask=np.eye(4, 8, dtype=bool))
+    with OPU(SMALL, n_components=10, progress=False) as opu:
+        if method != "fit1d":
+            opu.fit1d(n_features=8)
+        with pytest.raises(TypeError, match=r"X: expected a plain array, got a numpy masked array \(4 values masked\)"):
+            getattr(opu, method)(x)
