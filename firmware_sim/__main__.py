@@ -2,6 +2,7 @@
 
     python -m firmware_sim --listen 127.0.0.1:5555 --seed 5 --fidelity ideal
     python -m firmware_sim --pty            # prints the serial port path to open
+    python -m firmware_sim --listen 127.0.0.1:5555 --tls-cert cert.pem --tls-key key.pem   # sockets://
 
 Every field of :class:`firmware_sim.EmulatorParams` is an option (``--dmd-shape 912x1140``).
 The first line printed is the device URL (``socket://HOST:PORT`` or the pty path).
@@ -28,6 +29,8 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument("--listen", metavar="HOST:PORT", help="serve on a TCP port (port 0: any free port)")
     where.add_argument("--pty", action="store_true", help="serve on a new pseudo-terminal and print its path")
     parser.add_argument("--optics", choices=("on", "off"), default="on", help="off: return frames without computing")
+    parser.add_argument("--tls-cert", metavar="PEM", help="with --listen: serve TLS with this certificate (sockets://)")
+    parser.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     parser.add_argument("--faults", metavar="JSON", help="fault injection settings (FaultSettings as JSON)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log at INFO level")
     params = parser.add_argument_group("emulator parameters (firmware_sim.EmulatorParams)")
@@ -47,6 +50,9 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.pty and (args.tls_cert or args.tls_key):
+        print("error: --tls-cert, --tls-key: expected with --listen (TLS is for TCP), got --pty", file=sys.stderr)
+        return 2
     firmware = Firmware(params, optics=args.optics == "on", faults=faults)
     if args.pty:
         server: PtyFirmwareServer | TCPFirmwareServer = PtyFirmwareServer(firmware)
@@ -56,7 +62,12 @@ def main(argv: list[str] | None = None) -> int:
         if not host or not port.isdigit():
             print(f"error: --listen: expected HOST:PORT, got {args.listen!r}", file=sys.stderr)
             return 2
-        server = TCPFirmwareServer(firmware, host, int(port))
+        try:
+            server = TCPFirmwareServer(firmware, host, int(port), tls_cert=args.tls_cert, tls_key=args.tls_key)
+        except ValueError as exc:
+            firmware.close()
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
         print(server.url, flush=True)
     serve_until_signalled(server)
     firmware.close()

@@ -15,11 +15,12 @@ import threading
 import time
 import tty
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from opu_hal.protocol.device_side import ServerLink
-from opu_hal.transport import Link, TCPTransport, Transport, TransportError
+from opu_hal.transport import Link, TCPTransport, TLSTransport, Transport, TransportError, server_context
 from opu_hal.url import DeviceSpec
 
 from .faults import FaultyTransport
@@ -39,10 +40,25 @@ def serve_link(firmware: Firmware, transport: Transport) -> ServerLink:
 
 
 class TCPFirmwareServer:
-    """The firmware on a TCP port. ``start()`` serves in a background thread; ``address`` is (host, port)."""
+    """The firmware on a TCP port. ``start()`` serves in a background thread; ``address`` is (host, port).
 
-    def __init__(self, firmware: Firmware, host: str = "127.0.0.1", port: int = 0) -> None:
+    With ``tls_cert`` and ``tls_key`` (PEM files of a certificate and its private key) it
+    serves TLS: hosts open ``sockets://HOST:PORT``.
+    """
+
+    def __init__(
+        self,
+        firmware: Firmware,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
+    ) -> None:
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError(f"tls_cert, tls_key: expected both PEM files or neither, got {tls_cert!r} and {tls_key!r}")
         self.firmware = firmware
+        self._tls = None if tls_cert is None else server_context(tls_cert, tls_key)
         self._listener = socket.create_server((host, port), reuse_port=False)
         self._listener.settimeout(0.2)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
@@ -53,8 +69,8 @@ class TCPFirmwareServer:
 
     @property
     def url(self) -> str:
-        """``socket://HOST:PORT`` of this server."""
-        return f"socket://{self.address[0]}:{self.address[1]}"
+        """``socket://HOST:PORT`` of this server (``sockets://`` with TLS)."""
+        return f"{'socket' if self._tls is None else 'sockets'}://{self.address[0]}:{self.address[1]}"
 
     def start(self) -> "TCPFirmwareServer":
         """Serve in a daemon thread; returns self."""
@@ -73,7 +89,11 @@ class TCPFirmwareServer:
                 break
             logger.info("host connected from %s:%d", *peer[:2])
             self._drop_link()
-            self._link = serve_link(self.firmware, TCPTransport(*peer[:2], sock=conn))
+            transport = (
+                TCPTransport(*peer[:2], sock=conn) if self._tls is None
+                else TLSTransport(*peer[:2], sock=conn, context=self._tls, label=f"TLS host {peer[0]}:{peer[1]}")
+            )
+            self._link = serve_link(self.firmware, transport)
             self._link_thread = threading.Thread(target=self._link.serve, name="firmware-link", daemon=True)
             self._link_thread.start()
         self._drop_link()

@@ -44,6 +44,7 @@ _EXPORTS = {
     "ProtocolError": ".errors",
     "RetriesSpentError": ".errors",
     "SaturationWarning": ".errors",
+    "TLSError": ".errors",
     "TransportError": ".errors",
 }
 
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
         ProtocolError,
         RetriesSpentError,
         SaturationWarning,
+        TLSError,
         TransportError,
     )
     from .opu import OPU

@@ -139,6 +139,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = SharingServer(
         args.device, token, host=args.host, port=args.port, max_clients=args.max_clients,
         max_payload=int(args.max_message_mb * 2**20), timeout_s=args.timeout_s,
+        tls_cert=args.tls_cert, tls_key=args.tls_key,
     )
     print(f"serving {mask_url(args.device)} on {server.url}?token={token}", flush=True)
     serve_until_signalled(server)
@@ -361,6 +362,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_natural, default=5555, help="TCP port (0: any free port)")
     serve.add_argument("--token", help="shared secret clients must send (default: $OPU_HAL_TOKEN, else a random one)")
     serve.add_argument("--max-clients", type=_count, default=4, help="clients connected at once")
+    serve.add_argument("--tls-cert", metavar="PEM", help="serve TLS (sockets://) with this certificate (chain)")
+    serve.add_argument("--tls-key", metavar="PEM", help="the private key of --tls-cert")
     serve.add_argument("--max-message-mb", type=float, default=64.0, help="largest message accepted (MiB)")
     _timeout_argument(serve)
     serve.set_defaults(func=_serve)

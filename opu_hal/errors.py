@@ -81,6 +81,10 @@ class TransportError(OPUError, ConnectionError):
     """The link to the device is down (closed by the peer, unreachable, or stalled on write)."""
 
 
+class TLSError(TransportError):
+    """A TLS link failed: the server's certificate refused, or the peer does not speak TLS."""
+
+
 class DeviceResetError(OPUError):
     """The device rebooted (its boot id changed): its configuration and pending work are gone."""
 
@@ -146,5 +150,6 @@ __all__ = [
     "ProtocolError",
     "RetriesSpentError",
     "SaturationWarning",
+    "TLSError",
     "TransportError",
 ]

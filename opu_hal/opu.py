@@ -388,7 +388,7 @@ class OPU:
             if len(self._feature_shape) != 1:
                 raise ValueError("packed: expected after fit1d (packed rows are 1-D), got a fit2d layout")
             return unpack_bits(array, self._layout.n_features, bitorder=bitorder, name="X")
-        return check_binary(array, "X")
+        return check_binary(array, "X", given=X.dtype if is_torch_tensor(X) and encoder is None else None)
 
     def _acquire_all(self, flat: np.ndarray) -> tuple[np.ndarray, TransformContext]:
         """Acquire a (B, N) batch at this OPU's configuration; nothing is returned unless all succeed."""

@@ -1,6 +1,7 @@
 """``opu-hal serve``: one device (any URL) shared by several clients over TCP.
 
-Clients connect with ``socket://HOST:PORT?token=SECRET``. Every connection must say HELLO
+Clients connect with ``socket://HOST:PORT?token=SECRET`` (``sockets://`` when the server
+has a TLS certificate and key: the token and data then cross the network encrypted). Every connection must say HELLO
 with the shared secret before anything else; a wrong or missing token is refused and
 the connection closed before any command runs. Strangers cannot block or exhaust the
 server: a connection has ``auth_timeout_s`` to authenticate, sends frames of at most a few
@@ -25,6 +26,7 @@ import threading
 import time
 import uuid
 from collections import deque
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -52,7 +54,7 @@ from .protocol.schema import (
     encode_bulk_head,
 )
 from .protocol.device_side import CacheBudget, CommandError, Endpoint, Reply, ServerLink
-from .transport import TCPTransport
+from .transport import TCPTransport, TLSTransport, server_context
 from .url import parse_device_url
 from .validation import check_int, check_number, check_positive_seconds
 
@@ -239,8 +241,8 @@ class SharingServer:
     token:
         The shared secret every client must present.
     host, port:
-        Address to listen on; loopback unless another address is given (then a WARNING is
-        logged: there is no TLS, the token and data cross the network in clear). Port 0: any
+        Address to listen on; loopback unless another address is given (then, without TLS, a
+        WARNING is logged: the token and data would cross the network in clear). Port 0: any
         free port.
     max_clients:
         Authenticated connections served at once; more are refused at HELLO
@@ -259,6 +261,9 @@ class SharingServer:
         connection, for the client to reconnect and resume; 0: freed at once.
     max_cache_mb:
         Bound on the reply caches of all sessions together (MiB); the oldest replies go first.
+    tls_cert, tls_key:
+        PEM files of the server's certificate (chain) and private key: serve TLS
+        (``sockets://``); both or neither.
     """
 
     def __init__(
@@ -275,6 +280,8 @@ class SharingServer:
         max_pending: int = 64,
         session_linger_s: float = 10.0,
         max_cache_mb: float = 256.0,
+        tls_cert: str | Path | None = None,
+        tls_key: str | Path | None = None,
     ) -> None:
         if not isinstance(token, str) or len(token) < 8:
             raise ValueError(f"token: expected a shared secret of at least 8 characters, got {len(str(token))}")
@@ -286,6 +293,9 @@ class SharingServer:
         self.token, self.max_clients, self.max_pending = token, max_clients, max_pending
         self.auth_timeout_s, self.session_linger_s = float(auth_timeout_s), float(session_linger_s)
         self.cache_budget = CacheBudget(int(max_cache_mb * 2**20))
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError(f"tls_cert, tls_key: expected both PEM files or neither, got {tls_cert!r} and {tls_key!r}")
+        self._tls = None if tls_cert is None else server_context(tls_cert, tls_key)
         _map_large_blocks()
         self.device = SharedDevice(make_backend(parse_device_url(device), None), timeout_s)
         self.device.max_payload = max_payload
@@ -297,7 +307,7 @@ class SharingServer:
         self._listener = socket.create_server((host, port))
         self._listener.settimeout(0.2)
         self.address: tuple[str, int] = self._listener.getsockname()[:2]
-        if not _is_loopback(host):
+        if self._tls is None and not _is_loopback(host):
             logger.warning(
                 "serving on %s:%d without TLS: the token and all data cross the network in clear; "
                 "bind to a loopback address and tunnel (ssh -L) instead", host, self.address[1],
@@ -310,7 +320,7 @@ class SharingServer:
     @property
     def url(self) -> str:
         """What clients open (add ``?token=...``)."""
-        return f"socket://{self.address[0]}:{self.address[1]}"
+        return f"{'socket' if self._tls is None else 'sockets'}://{self.address[0]}:{self.address[1]}"
 
     def resolve(self, hello: HelloRequest, connection: "_Connection | None" = None) -> ClientSession:
         """Check the token, admit the connection as a client, find its session (called on HELLO)."""
@@ -395,8 +405,12 @@ class SharingServer:
                 conn.close()
                 continue
             connection = _Connection()
+            transport = (
+                TCPTransport(*peer[:2], sock=conn) if self._tls is None
+                else TLSTransport(*peer[:2], sock=conn, context=self._tls, label=f"TLS client {peer[0]}:{peer[1]}")
+            )
             link = ServerLink(
-                TCPTransport(*peer[:2], sock=conn), lambda hello, c=connection: self.resolve(hello, c),
+                transport, lambda hello, c=connection: self.resolve(hello, c),
                 max_payload=self.max_payload, hello_timeout_s=self.auth_timeout_s,
             )
             thread = threading.Thread(target=self._serve_link, args=(link, connection), daemon=True)

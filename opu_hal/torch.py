@@ -27,7 +27,7 @@ from torch import nn
 
 from opu_hal.opu import OPU
 from opu_hal.settings import OPUSettings
-from opu_hal.validation import check_bool
+from opu_hal.validation import as_numpy, check_bool
 
 logger = logging.getLogger(__name__)
 
@@ -111,7 +111,7 @@ class OPUMap(nn.Module):
         """Project ``x`` (..., n_features); the result is detached (no gradient flows back)."""
         if not isinstance(x, torch.Tensor):
             raise TypeError(f"x: expected a torch.Tensor, got {type(x).__name__}")
-        data: Any = x.detach().cpu().numpy()
+        data: Any = as_numpy(x, "x")  # bfloat16 as float32
         self.opu.open()
         if self.encoder is not None:
             data = np.asarray(self.encoder.transform(data))

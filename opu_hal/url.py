@@ -12,7 +12,8 @@ in every scheme that has it:
 
 * :class:`WireOptions` (``retries``, ``window``, ``chunk_frames``, ``timeout_s``): every
   scheme with a wire link (``sim``, ``socket``, ``serial`` and any registered one);
-* :class:`TokenOption` (``token``, masked as ``token=***`` in messages): ``socket``;
+* :class:`TokenOption` (``token``, masked as ``token=***`` in messages): ``socket``, ``sockets``;
+* :class:`TLSOptions` (``tls``, ``ca``, ``check_hostname``): ``socket`` and ``sockets``;
 * :class:`SerialOptions` (``baudrate``): ``serial``;
 * the emulator's parameters (``firmware_sim.params.EmulatorParams``): ``emu`` and ``sim``.
 
@@ -72,6 +73,18 @@ class TokenOption(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     token: SecretStr | None = Field(None, description="shared secret of `opu-hal serve` (shown as ***)")
+
+
+class TLSOptions(BaseModel):
+    """TLS of a TCP link (``sockets://``, or ``socket://...?tls=1``): encryption and the server's certificate."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    tls: bool | None = Field(None, description="on: TLS (implied by `sockets://`); off or absent: plain TCP for `socket://`")
+    ca: str | None = Field(
+        None, description="PEM file of the CA certificate(s) to trust (a self-signed server's certificate); default: the system's"
+    )
+    check_hostname: bool = Field(True, description="off: accept a trusted certificate issued to another host name")
 
 
 class SerialOptions(BaseModel):
@@ -407,7 +420,10 @@ register_scheme("sim", doc="emulator firmware in a thread, behind the full wire 
                 keys=(_EMULATOR, "firmware_sim.hosting:SimOptions"), link="firmware_sim.hosting:sim_link",
                 backend="opu_hal.backends.wire:sim_backend")
 register_scheme("socket", doc="the wire protocol over TCP, `socket://HOST:PORT` (`python -m firmware_sim --listen`, "
-                "`opu-hal serve`, a device)", keys=(TokenOption,), link="opu_hal.transport.tcp:socket_link")
+                "`opu-hal serve`, a device); with `?tls=1` as `sockets://`", keys=(TokenOption, TLSOptions),
+                link="opu_hal.transport.tls:socket_link")
+register_scheme("sockets", doc="the wire protocol over TLS over TCP, `sockets://HOST:PORT` (`opu-hal serve --tls-cert`, "
+                "`python -m firmware_sim --tls-cert`)", keys=(TokenOption, TLSOptions), link="opu_hal.transport.tls:socket_link")
 register_scheme("serial", doc="the wire protocol over a serial port, `serial:///dev/PORT` or the bare path",
                 keys=(SerialOptions,), link="opu_hal.transport.serial:serial_link")
 register_scheme("bench", doc="a DMD, camera and light source described by a YAML file, `bench://PATH.yaml`",

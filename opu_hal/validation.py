@@ -15,9 +15,24 @@ def is_torch_tensor(value: Any) -> bool:
 
 
 def as_numpy(value: Any, name: str) -> np.ndarray:
-    """An array from a numpy array, a list or a torch tensor (copied to the CPU)."""
+    """An array from a numpy array, a list or a torch tensor (copied to the CPU; bfloat16, which
+    numpy lacks, as float32, exactly). A numpy masked array is refused: the OPU has no use for a mask."""
+    if isinstance(value, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array, got a numpy masked array ({int(np.ma.count_masked(value))} values "
+            f"masked); its mask cannot be applied on the device: pass {name}.filled(fill_value) or {name}.data"
+        )
     if is_torch_tensor(value):
-        value = value.detach().cpu().numpy()
+        tensor = value.detach().cpu()
+        if str(tensor.dtype) == "torch.bfloat16":
+            tensor = tensor.float()
+        try:
+            value = tensor.numpy()
+        except (TypeError, RuntimeError):
+            raise TypeError(
+                f"{name}: expected a tensor of a dtype numpy supports (bool, integer, float16/32/64, bfloat16), "
+                f"got {tensor.dtype}"
+            ) from None
     try:
         array = np.asarray(value)
     except (ValueError, TypeError) as exc:
@@ -100,14 +115,15 @@ def check_finite(array: np.ndarray, name: str) -> None:
         raise ValueError(f"{name}: expected finite values, got {int(np.size(array) - np.isfinite(array).sum())} NaN or inf")
 
 
-def check_binary(array: np.ndarray, name: str) -> np.ndarray:
-    """Binary data as uint8 0/1; anything other than bool or integer 0/1 is an error."""
+def check_binary(array: np.ndarray, name: str, given: Any = None) -> np.ndarray:
+    """Binary data as uint8 0/1; anything other than bool or integer 0/1 is an error
+    (``given``: the dtype the caller received, if not the array's, e.g. a torch dtype)."""
     if array.dtype == np.bool_:
         return array.view(np.uint8)
     if array.dtype.kind not in "iu":
         check_finite(array, name)
         raise ValueError(
-            f"{name}: expected binary data of dtype bool or integer holding 0 and 1, got dtype {array.dtype}; "
+            f"{name}: expected binary data of dtype bool or integer holding 0 and 1, got dtype {given or array.dtype}; "
             "encode real-valued data first (e.g. encoder=opu_hal.encoding.BinaryThresholdEncoder())"
         )
     if array.size:

@@ -118,7 +118,7 @@ def test_a_url_timeout_wins_over_the_opu_timeout(server):
 @pytest.mark.parametrize(
     "url, scheme, documented",
     [
-        ("socket://host:1?retrys=2", "socket", [*WIRE_KEYS[:3], "token", "window"]),
+        ("socket://host:1?retrys=2", "socket", sorted([*WIRE_KEYS, "ca", "check_hostname", "tls", "token"])),
         ("serial:///dev/ttyS0?baud=9600", "serial", ["baudrate", *WIRE_KEYS]),
         ("bench://b.yaml?retries=2", "bench", "none"),
     ],

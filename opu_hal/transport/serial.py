@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import time
 
@@ -12,6 +13,7 @@ from ..validation import check_int
 from .base import Link, Transport, TransportError
 
 _WRITE_SLICE = 1 << 16
+_ABSENT = (errno.ENOENT, errno.ENODEV, errno.ENXIO, errno.ENOTDIR)  # no such port: fail at once, not at the deadline
 
 
 class SerialTransport(Transport):
@@ -26,6 +28,7 @@ class SerialTransport(Transport):
         return f"SerialTransport({self.port})"
 
     def _do_open(self, timeout_s: float) -> None:
+        """Open the port, retrying until ``timeout_s`` while it is busy; a port that does not exist fails at once."""
         deadline = time.monotonic() + timeout_s
         while True:
             try:
@@ -34,6 +37,11 @@ class SerialTransport(Transport):
                 )
                 return
             except (serial.SerialException, OSError, ValueError) as exc:
+                if getattr(exc, "errno", None) in _ABSENT:  # waiting will not make it appear
+                    raise TransportError(
+                        f"cannot open serial port {self.port}: it does not exist or is not a device "
+                        f"({os.strerror(exc.errno)}); is it plugged in, and is the path right?"
+                    ) from exc
                 if time.monotonic() >= deadline:
                     raise TransportError(f"cannot open serial port {self.port} within {timeout_s} s: {exc}") from exc
                 time.sleep(0.05)

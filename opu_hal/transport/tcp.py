@@ -8,14 +8,15 @@ import socket
 import struct
 from typing import Any
 
-from ..url import DeviceSpec, TokenOption
-from .base import Link, Transport, TransportError
+from ..errors import TLSError
+from .base import Transport, TransportError
 
 _SOCKET_BUFFER = 4 * 2**20  # bytes the kernel buffers each way (fewer stalls on bulk data)
 _TIMEVAL = struct.Struct("@ll")  # struct timeval: seconds, microseconds
 # A read timeout already set is kept if at most this much longer than asked (seconds): the
 # kernel rounds it up to its clock tick (1-10 ms) anyway, and a read saves a system call.
 _TIMEOUT_SLACK_S = 0.002
+_TLS_RECORDS = (b"\x15\x03", b"\x16\x03")  # how a TLS alert or handshake record starts (never a frame's sync)
 
 
 def split_host_port(location: str) -> tuple[str, int]:
@@ -42,6 +43,7 @@ class TCPTransport(Transport):
         super().__init__(write_timeout_s)
         self.host, self.port = host, port
         self._sock: socket.socket | None = None
+        self._heard = False
         self._read_timeout_s: float | None = None  # the SO_RCVTIMEO set, seconds
         self._write_timeout_s: float | None = None  # the SO_SNDTIMEO set, seconds
         if sock is not None:
@@ -57,6 +59,7 @@ class TCPTransport(Transport):
             sock.setsockopt(socket.SOL_SOCKET, option, _SOCKET_BUFFER)
         sock.settimeout(None)  # blocking: the kernel bounds every wait
         self._sock, self._read_timeout_s, self._write_timeout_s = sock, None, None
+        self._heard = False  # whether a byte arrived on this connection
 
     def _do_open(self, timeout_s: float) -> None:
         try:
@@ -94,10 +97,22 @@ class TCPTransport(Transport):
             data = data[sent:]
 
     def _do_read(self, max_bytes: int, timeout_s: float) -> bytes:
-        return self._receive(False, max_bytes, timeout_s) or b""
+        data = self._receive(False, max_bytes, timeout_s) or b""
+        if data and not self._heard:
+            self._first_bytes(data)
+        return data
 
     def _do_read_into(self, buffer: memoryview, timeout_s: float) -> int:
-        return self._receive(True, buffer, timeout_s) or 0
+        count = self._receive(True, buffer, timeout_s) or 0
+        if count and not self._heard:
+            self._first_bytes(buffer[:count])
+        return count
+
+    def _first_bytes(self, data: bytes | memoryview) -> None:
+        """The first bytes of a connection: a TLS record there means the peer speaks TLS (TLSError)."""
+        self._heard = True
+        if bytes(data[:2]) in _TLS_RECORDS:
+            raise TLSError(f"{self}: the peer speaks TLS, this link plain TCP (a TLS server is reached with sockets://HOST:PORT)")
 
     def _receive(self, into: bool, target: Any, timeout_s: float) -> Any:
         """``recv_into(target)`` or ``recv(target)``: data, or None once ``timeout_s`` seconds passed
@@ -146,16 +161,3 @@ def device_keys(host: str, port: int) -> tuple[str, ...]:
             ip = ip.ipv4_mapped
         keys.add(f"tcp:{'loopback' if ip.is_loopback else ip.compressed}:{port}")
     return tuple(sorted(keys))
-
-
-def socket_link(spec: DeviceSpec) -> Link:
-    """The link of ``socket://HOST:PORT[?token=...]``: a TCP connection.
-
-    A token means an ``opu-hal serve`` endpoint, shared by design: the link is not exclusive.
-    """
-    host, port = split_host_port(spec.location)
-    return Link(
-        lambda: TCPTransport(host, port),
-        exclusive=spec.get(TokenOption).token is None,
-        keys=lambda: device_keys(host, port),
-    )
