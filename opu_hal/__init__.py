@@ -43,6 +43,7 @@ _EXPORTS = {
     "OPUNotFittedError": ".errors",
     "ProtocolError": ".errors",
     "RetriesSpentError": ".errors",
+    "RetryBudgetError": ".errors",
     "SaturationWarning": ".errors",
     "TransportError": ".errors",
 }
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         OPUNotFittedError,
         ProtocolError,
         RetriesSpentError,
+        RetryBudgetError,
         SaturationWarning,
         TransportError,
     )

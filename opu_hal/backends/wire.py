@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from ..errors import DeviceError, ProtocolError, RetriesSpentError
+from ..errors import DeviceError, ProtocolError, RetriesSpentError, RetryBudgetError
 from ..protocol.client import DeviceResetError, Hello, ProtocolClient, Request
 from ..protocol.dmd import DMDPacker
 from ..protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
@@ -249,7 +249,7 @@ class WireBackend(Backend):
         # the call's camera frames, as bytes (the device's dtype is read from its replies)
         out = np.empty(batch * self._config.n_components * self._pixel_bytes(), dtype=np.uint8)
         parts: list[_Chunk | None] = [None] * len(bounds)
-        done, recoveries, replans, cause = 0, 0, 0, None
+        done, recoveries, replans, cause, reconfigure = 0, 0, 0, None, False
         # the call's retry budget: re-plans (halvings of the chunk down to one frame, plus
         # `retries`), and requests resent: `retries` per chunk first planned or re-planned
         budget = max(0, size - 1).bit_length() + self.retries
@@ -260,14 +260,20 @@ class WireBackend(Backend):
                 if cause is not None:
                     self._recover(cause)
                     cause = None
+                if reconfigure:  # the frame ids the failed chunk would have had
+                    self._send_config(self._config, restore=True)
+                    reconfigure = False
                 for reply in self.client.pipeline(self._requests(features, bounds, done, memoryview(out)), self.window):
                     lo, hi = bounds[done]
                     parts[done] = self._parse(reply, lo, hi, out)
                     done += 1
                     if self.client.resent - resent0 > resends:
-                        raise ProtocolError(  # not a RetriesSpentError: no re-plan
-                            f"ACQUIRE: the call's retry budget is spent: {resends} requests resent (after "
-                            f"{self.retries} retries per request at most); {done} of {len(bounds)} chunks received"
+                        raise RetryBudgetError(  # not a RetriesSpentError: no re-plan
+                            f"ACQUIRE: the call's retry budget is spent: {self.client.resent - resent0} requests "
+                            f"resent (after {self.retries} retries per request at most), at most {resends} allowed; "
+                            f"{done} of {len(bounds)} chunks received",
+                            resent=self.client.resent - resent0, max_resent=resends,
+                            replans=replans, max_replans=budget,
                         )
             except (DeviceResetError, DeviceError) as exc:
                 if isinstance(exc, DeviceError) and exc.code != ErrorCode.NOT_CONFIGURED:
@@ -277,16 +283,23 @@ class WireBackend(Backend):
                     raise
                 cause = exc
             except RetriesSpentError as exc:
-                # a chunk's retries spent on corruption: smaller requests cross a faulty link more often intact
+                # a chunk's retries spent on corruption (or those of the CONFIGURE re-sent before it):
+                # smaller requests cross a faulty link more often intact
                 lo, hi = bounds[done]
                 replans += 1
                 if replans > budget:
-                    raise
-                size = max(1, (hi - lo) // 2)
-                logger.warning("frames %d-%d failed (%s); resuming in chunks of %d frames", lo, hi, exc, size)
-                bounds[done:] = [(start, min(start + size, batch)) for start in range(lo, batch, size)]
-                parts[done:] = [None] * (len(bounds) - done)
-                self._send_config(self._config, restore=True)  # the frame ids the failed chunk would have had
+                    raise RetryBudgetError(
+                        f"ACQUIRE: the call's retry budget is spent: {replans} re-plans, at most {budget} "
+                        f"allowed; frames {lo}-{hi} failed last ({exc})",
+                        resent=self.client.resent - resent0, max_resent=resends,
+                        replans=replans, max_replans=budget,
+                    ) from exc
+                if not reconfigure:  # the chunk failed, not the CONFIGURE: halve it
+                    size = max(1, (hi - lo) // 2)
+                    logger.warning("frames %d-%d failed (%s); resuming in chunks of %d frames", lo, hi, exc, size)
+                    bounds[done:] = [(start, min(start + size, batch)) for start in range(lo, batch, size)]
+                    parts[done:] = [None] * (len(bounds) - done)
+                reconfigure = True
         return _join(parts, out, self._config.n_components)
 
     def _parse(self, reply: Frame, lo: int, hi: int, out: np.ndarray) -> "_Chunk":
