@@ -15,8 +15,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from corrupting_proxy import CorruptingProxy
 from firmware_sim import EmulatorParams
+from firmware_sim.corrupting_proxy import CorruptingProxy
 from firmware_sim.firmware import Firmware
 from firmware_sim.hosting import TCPFirmwareServer
 from opu_hal import OPU
