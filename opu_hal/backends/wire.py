@@ -108,6 +108,7 @@ class WireBackend(Backend):
         self._packer: DMDPacker | None = None
         self._counters: tuple[int, float] = (0, 0.0)  # device frame counter and clock (us) after the last reply
         self._applied: AppliedConfig | None = None
+        self._configured_boot: str | None = None  # the boot id of the device when it was last configured
         self._packing: ThreadPoolExecutor | None = None  # packs the next chunk while the current one is sent
 
     def device_keys(self) -> tuple[str, ...]:
@@ -177,6 +178,7 @@ class WireBackend(Backend):
         reply = decode_reply(ConfiguredReply, self.client.request(Request(MsgType.CONFIGURE, [encode(body)])).payload)
         applied = AppliedConfig(reply.exposure_us, reply.frametime_us, reply.roi)
         self._counters = (reply.frame_counter, reply.clock_us)
+        self._configured_boot = self.client.hello.boot_id
         if self._packer is None or self._packer.layout != config.layout:
             self._packer = DMDPacker(config.layout)
         self._applied = applied
@@ -184,9 +186,9 @@ class WireBackend(Backend):
 
     def _recover(self, reason: Exception) -> None:
         """After a reboot (or an unexpected 'not configured'): greet, re-configure, restore counters."""
-        old = self.client.hello.boot_id
+        # against the boot configured, not the last HELLO: a link re-opened after a reboot has greeted it already
         hello = self.client.handshake()
-        rebooted = hello.boot_id != old
+        rebooted = hello.boot_id != self._configured_boot
         logger.warning(
             "device %s (%s): re-applying the configuration and resuming at frame %d",
             "rebooted" if rebooted else "lost its configuration", reason, self._counters[0],
