@@ -236,6 +236,7 @@ class Firmware(Endpoint):
                 self.on_boot(self.boot_id)
             return None
         if self.faults.frame_fault("stall", first, count):
+            logger.warning("fault injection: stall before frame %d for %g s", first, self.faults.settings.stall_s)
             self._stalled.set()
             self._closing.wait(self.faults.settings.stall_s)
             self._stalled.clear()

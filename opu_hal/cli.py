@@ -286,6 +286,8 @@ def _bench(args: argparse.Namespace) -> int:
     try:
         if args.suite == "dfa":
             from benchmarks.dfa import main as suite_main
+        elif args.suite == "protocol":
+            from benchmarks.protocol import main as suite_main
         else:
             from benchmarks.randnla import main as suite_main
     except ImportError as exc:
@@ -369,7 +371,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.set_defaults(func=_serve)
 
     bench = command("bench", "run a benchmark suite and print its figures")
-    bench.add_argument("suite", choices=["randnla", "dfa"], help="benchmark suite")
+    bench.add_argument("suite", choices=["randnla", "dfa", "protocol"], help="benchmark suite")
     bench.add_argument("options", nargs=argparse.REMAINDER, help="options of the suite (opu-hal bench SUITE --help)")
     bench.set_defaults(func=_bench)
     urls = command("urls", "print the device URL schemes and their query keys (Markdown tables)")

@@ -33,6 +33,19 @@ class RetriesSpentError(ProtocolError):
     """A request's retries were all spent on corrupt frames (the request's, or its reply's)."""
 
 
+class RetryBudgetError(ProtocolError):
+    """A device call's retry budget is spent: too many re-plans or too many requests resent.
+
+    ``resent`` and ``max_resent`` count requests sent again during the call and the call's
+    limit; ``replans`` and ``max_replans`` count chunk halvings and their limit.
+    """
+
+    def __init__(self, message: str, *, resent: int, max_resent: int, replans: int, max_replans: int) -> None:
+        super().__init__(message)
+        self.resent, self.max_resent = resent, max_resent
+        self.replans, self.max_replans = replans, max_replans
+
+
 class DeviceTimeoutError(OPUError, TimeoutError):
     """The device did not answer within the timeout (seconds)."""
 
@@ -149,6 +162,7 @@ __all__ = [
     "OPUNotFittedError",
     "ProtocolError",
     "RetriesSpentError",
+    "RetryBudgetError",
     "SaturationWarning",
     "TLSError",
     "TransportError",

@@ -124,8 +124,8 @@ class ClientSession(Endpoint):
         self.packer: DMDPacker | None = None
         self.applied = None
         self.last_acquire_seq: int | None = None
-        self.frame_counter = 0  # the device's counters after this client's last acquisition
-        self.clock_us = 0.0
+        self.frame_counter = 0  # the id of this client's next frame (its own numbering; a CONFIGURE may set it)
+        self.clock_us = 0.0  # the device's clock after this client's last acquisition (us)
 
     def execute(self, frame: Frame) -> Reply:
         """Run one command of this client's."""
@@ -182,6 +182,8 @@ class ClientSession(Endpoint):
         finally:
             self.device.queue.release(self)
         self.config, self.packer = config, DMDPacker(config.layout)
+        if body.frame_counter is not None:  # a client resuming (after a re-plan or a reboot) numbers on from there
+            self.frame_counter = body.frame_counter
         reply = ConfiguredReply(
             exposure_us=self.applied.exposure_us,
             frametime_us=self.applied.frametime_us,
@@ -213,7 +215,9 @@ class ClientSession(Endpoint):
         if not head.more:
             device.queue.release(self)
         self.last_acquire_seq = frame.seq
-        self.frame_counter = int(result.frame_ids[-1]) + 1
+        # the client's frames are numbered on from its counter, whoever else used the device in between
+        frame_ids = self.frame_counter + np.arange(count, dtype="<i8")
+        self.frame_counter += count
         self.clock_us = float(result.timestamps_us[-1]) + self.applied.frametime_us
         frames = np.ascontiguousarray(result.frames)
         out = FramesHead(
@@ -226,7 +230,7 @@ class ClientSession(Endpoint):
             clock_us=self.clock_us,
         )
         return Reply(MsgType.FRAMES, encode_bulk_head(
-            out, result.frame_ids.astype("<i8").tobytes(), result.timestamps_us.astype("<f8").tobytes(),
+            out, frame_ids.tobytes(), result.timestamps_us.astype("<f8").tobytes(),
             memoryview(frames).cast("B"),
         ))
 

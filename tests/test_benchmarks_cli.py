@@ -1,6 +1,8 @@
 """`opu-hal bench ...`: the suites of the ``benchmarks`` package, installed with opu-hal, run through the CLI."""
 
 import ast
+import math
+import re
 import subprocess
 import sys
 import tomllib
@@ -19,6 +21,24 @@ def test_bench_randnla_runs_through_the_cli_outside_the_checkout(tmp_path: Path)
                          cwd=tmp_path, capture_output=True, text=True, timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     assert "== lstsq: cond 1e+08 ==" in run.stdout and "OPU 4n" in run.stdout
+
+
+def test_bench_protocol_faults_prints_success_and_throughput_against_the_fault_rate(tmp_path: Path) -> None:
+    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "bench", "protocol", "--quick", "--sections", "faults"],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    rows = re.findall(r"^faults ([\d.]+)%: success (\d+)/(\d+) \(\d+%\); ([\d,.na]+) frames/s; "
+                      r"([\d.na]+) x fault-free; (\d+) wrong results$", run.stdout, re.M)
+    assert [float(r[0]) for r in rows] == [0.0, 0.5, 1.0, 2.0, 5.0], run.stdout
+    for rate, ok, runs, fps, ratio, wrong in rows:
+        assert 0 <= int(ok) <= int(runs) and int(runs) >= 1 and int(wrong) == 0
+        fps, ratio = float(fps.replace(",", "")), float(ratio)
+        if int(ok):
+            assert math.isfinite(fps) and fps > 0 and math.isfinite(ratio) and 0 < ratio < 10
+        else:
+            assert math.isnan(fps) and math.isnan(ratio)
+    assert rows[0][1] == rows[0][2] and float(rows[0][4]) == 1.0  # fault-free: every run, the reference
+    assert all(int(r[1]) == int(r[2]) for r in rows[1:4])  # 0.5-2 %: the fault-free result every time
 
 
 def test_the_benchmarks_package_is_installed_with_the_project() -> None:

@@ -18,7 +18,7 @@ from firmware_sim import EmulatorParams
 from firmware_sim.faults import ByteFault, FaultSettings
 from firmware_sim.firmware import Firmware
 from firmware_sim.hosting import TCPFirmwareServer
-from opu_hal import OPU, DeviceError, DeviceTimeoutError, OPUError
+from opu_hal import OPU, DeviceError, DeviceTimeoutError, RetryBudgetError
 from opu_hal.protocol import ErrorCode
 
 PARAMS = EmulatorParams(seed=11, dmd_shape=(16, 16), camera_shape=(8, 16))
@@ -115,7 +115,7 @@ def test_a_link_that_stays_broken_raises_after_the_retries():
         ByteFault(direction="to_host", at=MID_BATCH + k * 500, kind="drop", count=400) for k in range(2000)
     ))
     t0 = time.monotonic()
-    with pytest.raises(OPUError, match="after 3 retries"):
+    with pytest.raises(RetryBudgetError, match="after 3 retries"):
         run(faults)
     replans = 7 + RETRIES
     resends = RETRIES * (BATCH // 100 + replans) + replans * (RETRIES + 1)  # each at most one timeout

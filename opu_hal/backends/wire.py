@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from ..errors import DeviceError, ProtocolError, RetriesSpentError
+from ..errors import DeviceError, ProtocolError, RetriesSpentError, RetryBudgetError
 from ..protocol.client import DeviceResetError, Hello, ProtocolClient, Request
 from ..protocol.dmd import DMDPacker
 from ..protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
@@ -108,6 +108,7 @@ class WireBackend(Backend):
         self._packer: DMDPacker | None = None
         self._counters: tuple[int, float] = (0, 0.0)  # device frame counter and clock (us) after the last reply
         self._applied: AppliedConfig | None = None
+        self._configured_boot: str | None = None  # the boot id of the device when it was last configured
         self._packing: ThreadPoolExecutor | None = None  # packs the next chunk while the current one is sent
 
     def device_keys(self) -> tuple[str, ...]:
@@ -177,6 +178,7 @@ class WireBackend(Backend):
         reply = decode_reply(ConfiguredReply, self.client.request(Request(MsgType.CONFIGURE, [encode(body)])).payload)
         applied = AppliedConfig(reply.exposure_us, reply.frametime_us, reply.roi)
         self._counters = (reply.frame_counter, reply.clock_us)
+        self._configured_boot = self.client.hello.boot_id
         if self._packer is None or self._packer.layout != config.layout:
             self._packer = DMDPacker(config.layout)
         self._applied = applied
@@ -184,9 +186,9 @@ class WireBackend(Backend):
 
     def _recover(self, reason: Exception) -> None:
         """After a reboot (or an unexpected 'not configured'): greet, re-configure, restore counters."""
-        old = self.client.hello.boot_id
+        # against the boot configured, not the last HELLO: a link re-opened after a reboot has greeted it already
         hello = self.client.handshake()
-        rebooted = hello.boot_id != old
+        rebooted = hello.boot_id != self._configured_boot
         logger.warning(
             "device %s (%s): re-applying the configuration and resuming at frame %d",
             "rebooted" if rebooted else "lost its configuration", reason, self._counters[0],
@@ -249,7 +251,7 @@ class WireBackend(Backend):
         # the call's camera frames, as bytes (the device's dtype is read from its replies)
         out = np.empty(batch * self._config.n_components * self._pixel_bytes(), dtype=np.uint8)
         parts: list[_Chunk | None] = [None] * len(bounds)
-        done, recoveries, replans, cause = 0, 0, 0, None
+        done, recoveries, replans, cause, reconfigure = 0, 0, 0, None, False
         # the call's retry budget: re-plans (halvings of the chunk down to one frame, plus
         # `retries`), and requests resent: `retries` per chunk first planned or re-planned
         budget = max(0, size - 1).bit_length() + self.retries
@@ -260,14 +262,20 @@ class WireBackend(Backend):
                 if cause is not None:
                     self._recover(cause)
                     cause = None
+                if reconfigure:  # the frame ids the failed chunk would have had
+                    self._send_config(self._config, restore=True)
+                    reconfigure = False
                 for reply in self.client.pipeline(self._requests(features, bounds, done, memoryview(out)), self.window):
                     lo, hi = bounds[done]
                     parts[done] = self._parse(reply, lo, hi, out)
                     done += 1
                     if self.client.resent - resent0 > resends:
-                        raise ProtocolError(  # not a RetriesSpentError: no re-plan
-                            f"ACQUIRE: the call's retry budget is spent: {resends} requests resent (after "
-                            f"{self.retries} retries per request at most); {done} of {len(bounds)} chunks received"
+                        raise RetryBudgetError(  # not a RetriesSpentError: no re-plan
+                            f"ACQUIRE: the call's retry budget is spent: {self.client.resent - resent0} requests "
+                            f"resent (after {self.retries} retries per request at most), at most {resends} allowed; "
+                            f"{done} of {len(bounds)} chunks received",
+                            resent=self.client.resent - resent0, max_resent=resends,
+                            replans=replans, max_replans=budget,
                         )
             except (DeviceResetError, DeviceError) as exc:
                 if isinstance(exc, DeviceError) and exc.code != ErrorCode.NOT_CONFIGURED:
@@ -277,16 +285,23 @@ class WireBackend(Backend):
                     raise
                 cause = exc
             except RetriesSpentError as exc:
-                # a chunk's retries spent on corruption: smaller requests cross a faulty link more often intact
+                # a chunk's retries spent on corruption (or those of the CONFIGURE re-sent before it):
+                # smaller requests cross a faulty link more often intact
                 lo, hi = bounds[done]
                 replans += 1
                 if replans > budget:
-                    raise
-                size = max(1, (hi - lo) // 2)
-                logger.warning("frames %d-%d failed (%s); resuming in chunks of %d frames", lo, hi, exc, size)
-                bounds[done:] = [(start, min(start + size, batch)) for start in range(lo, batch, size)]
-                parts[done:] = [None] * (len(bounds) - done)
-                self._send_config(self._config, restore=True)  # the frame ids the failed chunk would have had
+                    raise RetryBudgetError(
+                        f"ACQUIRE: the call's retry budget is spent: {replans} re-plans, at most {budget} "
+                        f"allowed; frames {lo}-{hi} failed last ({exc})",
+                        resent=self.client.resent - resent0, max_resent=resends,
+                        replans=replans, max_replans=budget,
+                    ) from exc
+                if not reconfigure:  # the chunk failed, not the CONFIGURE: halve it
+                    size = max(1, (hi - lo) // 2)
+                    logger.warning("frames %d-%d failed (%s); resuming in chunks of %d frames", lo, hi, exc, size)
+                    bounds[done:] = [(start, min(start + size, batch)) for start in range(lo, batch, size)]
+                    parts[done:] = [None] * (len(bounds) - done)
+                reconfigure = True
         return _join(parts, out, self._config.n_components)
 
     def _parse(self, reply: Frame, lo: int, hi: int, out: np.ndarray) -> "_Chunk":

@@ -1,4 +1,4 @@
-"""A TCP proxy that damages a fraction of the segments it forwards, both ways (for soak tests).
+"""A TCP proxy that damages a fraction of the segments it forwards, both ways (soak tests, benchmarks).
 
 Each direction is read in segments of at most ``segment`` bytes (a TCP segment's worth);
 each segment is damaged with probability ``rate``: half of the damaged ones get one bit
@@ -14,9 +14,17 @@ import threading
 
 
 class CorruptingProxy:
-    """Forwards ``127.0.0.1:port`` to ``upstream`` (host, port), damaging ``rate`` of the segments."""
+    """Forwards ``127.0.0.1:port`` to ``upstream`` (host, port), damaging ``rate`` of the segments.
+
+    ``rate`` is a probability in [0, 1]; ``segment`` the largest read forwarded at once (bytes).
+    ``segments`` and ``damaged`` count the segments forwarded and damaged so far.
+    """
 
     def __init__(self, upstream: tuple[str, int], rate: float, seed: int = 0, segment: int = 1460) -> None:
+        if not 0.0 <= rate <= 1.0:
+            raise ValueError(f"rate: expected a probability in [0, 1], got {rate!r}")
+        if segment < 1:
+            raise ValueError(f"segment: expected at least 1 byte, got {segment!r}")
         self.upstream, self.rate, self.segment = upstream, rate, segment
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
