@@ -117,28 +117,26 @@ class BenchFile(_Part):
     frame_timeout_s: float = Field(2.0, gt=0, description="extra time allowed for each frame (s)")
 
 
-class _Refused(yaml.MarkedYAMLError):
-    """YAML that parses but that a bench file may not contain; ``problem`` says what."""
-
-
 class _BenchLoader(yaml.SafeLoader):
     """``SafeLoader`` that refuses anchors (so aliases), merge keys, duplicate keys and deep nesting."""
 
-    def __init__(self, stream: str) -> None:
+    def __init__(self, stream: str, path: Path) -> None:
         super().__init__(stream)
-        self._depth = 0
+        self._path, self._depth = path, 0
+
+    def _refuse(self, problem: str, mark: yaml.Mark) -> ValueError:
+        """A ``ValueError`` naming ``FILE:LINE`` of ``mark``."""
+        return ValueError(f"{self._path}:{mark.line + 1}: {problem}")
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
         event = self.peek_event()
         # no anchor, so no alias either: an alias to an undefined anchor is a YAML error already
         anchor = getattr(event, "anchor", None)
         if anchor is not None and not isinstance(event, yaml.AliasEvent):
-            raise _Refused(problem=f"anchors and aliases are not allowed in a bench file (&{anchor})",
-                           problem_mark=event.start_mark)
+            raise self._refuse(f"anchors and aliases are not allowed in a bench file (&{anchor})", event.start_mark)
         if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
             if self._depth >= MAX_BENCH_FILE_DEPTH:
-                raise _Refused(problem=f"nested deeper than {MAX_BENCH_FILE_DEPTH} levels",
-                               problem_mark=event.start_mark)
+                raise self._refuse(f"nested deeper than {MAX_BENCH_FILE_DEPTH} levels", event.start_mark)
             self._depth += 1
             try:
                 return super().compose_node(parent, index)
@@ -150,13 +148,11 @@ class _BenchLoader(yaml.SafeLoader):
         first_line: dict[Any, int] = {}
         for key_node, _ in node.value:
             if key_node.tag == "tag:yaml.org,2002:merge":
-                raise _Refused(problem="merge keys (<<) are not allowed in a bench file",
-                               problem_mark=key_node.start_mark)
+                raise self._refuse("merge keys (<<) are not allowed in a bench file", key_node.start_mark)
             key = self.construct_object(key_node, deep=True)
             try:
                 if key in first_line:
-                    raise _Refused(problem=f"duplicate key {key!r} (first on line {first_line[key]})",
-                                   problem_mark=key_node.start_mark)
+                    raise self._refuse(f"duplicate key {key!r} (first on line {first_line[key]})", key_node.start_mark)
                 first_line[key] = key_node.start_mark.line + 1
             except TypeError:
                 continue  # an unhashable key: the base class refuses it
@@ -181,12 +177,10 @@ def _read_text(path: Path) -> str:
 def load_bench_file(path: str | Path) -> BenchFile:
     """Read and validate a bench file; ``ValueError`` names ``FILE:LINE`` and the setting at fault."""
     path = Path(path)
-    loader = _BenchLoader(_read_text(path))
+    loader = _BenchLoader(_read_text(path), path)
     try:
         node = loader.get_single_node()
         data = None if node is None else loader.construct_document(node)
-    except _Refused as exc:
-        raise ValueError(f"{path}:{exc.problem_mark.line + 1}: {exc.problem}") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
