@@ -27,6 +27,7 @@ _EXPORTS = {
     "OPUSettings": ".settings",
     "CalibrationRecord": ".record",
     "AlpError": ".errors",
+    "CalibrationRecordError": ".errors",
     "CommandError": ".errors",
     "CorruptFrameError": ".errors",
     "DeviceBusyError": ".errors",

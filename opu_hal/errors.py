@@ -10,6 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from .protocol.messages import ErrorCode
 
 
@@ -60,6 +62,18 @@ class IncompatibleFirmwareError(OPUError):
 
 class NotCalibratedError(OPUError):
     """An operation needs a calibration that is neither loaded nor runnable."""
+
+
+class CalibrationRecordError(OPUError, ValueError):
+    """A calibration record on disk is unreadable, out of range or corrupt.
+
+    ``path`` is the file at fault (the ``.json`` or the ``.npz``), ``field`` the value or
+    array (dotted, e.g. ``linear.exposure_us``; ``(file)`` when the file itself is bad).
+    """
+
+    def __init__(self, path: Path, field: str, problem: str) -> None:
+        super().__init__(f"calibration record {path}: {field}: {problem}")
+        self.path, self.field = path, field
 
 
 class NotFittedError(OPUError):
@@ -146,6 +160,7 @@ class SaturationWarning(UserWarning):
 
 __all__ = [
     "AlpError",
+    "CalibrationRecordError",
     "CommandError",
     "CorruptFrameError",
     "DeviceBusyError",

@@ -19,10 +19,18 @@ Example::
 The whole file is validated (drivers, their options, every setting's type and sign)
 before any device is touched; an error names the file and line of the bad value.
 Relative paths (an ALP library, a pyvisa-sim YAML) are relative to the bench file.
+
+A bench file may be written by anyone, so it is read defensively: at most
+``MAX_BENCH_FILE_BYTES`` (1 MB) of UTF-8, no anchors or aliases (``&a`` / ``*a``, hence no
+``<<`` merges of them), no duplicate key, nesting at most ``MAX_BENCH_FILE_DEPTH`` levels.
+Values are typed strictly: a quoted ``"400"`` is not a number, ``2.0`` or ``true`` not an
+integer, and ``.inf`` / ``.nan`` are refused wherever a number is expected.
 """
 
 from __future__ import annotations
 
+import json
+import reprlib
 from pathlib import Path
 from typing import Annotated, Any, Literal, Union
 
@@ -34,8 +42,18 @@ from ..devices.dmd import DMD, DMDSettings
 from ..devices.light import LightSource, LightSourceSettings
 
 
+MAX_BENCH_FILE_BYTES = 1_000_000
+"""Largest bench file read (bytes)."""
+
+MAX_BENCH_FILE_DEPTH = 32
+"""Deepest nesting of mappings and sequences in a bench file."""
+
+_SHORT = reprlib.Repr()
+_SHORT.maxstring, _SHORT.maxother = 80, 80
+
+
 class _Part(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ProtocolDMDPart(_Part):
@@ -99,30 +117,88 @@ class BenchFile(_Part):
     frame_timeout_s: float = Field(2.0, gt=0, description="extra time allowed for each frame (s)")
 
 
+class _BenchLoader(yaml.SafeLoader):
+    """``SafeLoader`` that refuses anchors (so aliases), merge keys, duplicate keys and deep nesting."""
+
+    def __init__(self, stream: str, path: Path) -> None:
+        super().__init__(stream)
+        self._path, self._depth = path, 0
+
+    def _refuse(self, problem: str, mark: yaml.Mark) -> ValueError:
+        """A ``ValueError`` naming ``FILE:LINE`` of ``mark``."""
+        return ValueError(f"{self._path}:{mark.line + 1}: {problem}")
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:  # type: ignore[override]
+        event = self.peek_event()
+        # no anchor, so no alias either: an alias to an undefined anchor is a YAML error already
+        anchor = getattr(event, "anchor", None)
+        if anchor is not None and not isinstance(event, yaml.AliasEvent):
+            raise self._refuse(f"anchors and aliases are not allowed in a bench file (&{anchor})", event.start_mark)
+        if isinstance(event, (yaml.SequenceStartEvent, yaml.MappingStartEvent)):
+            if self._depth >= MAX_BENCH_FILE_DEPTH:
+                raise self._refuse(f"nested deeper than {MAX_BENCH_FILE_DEPTH} levels", event.start_mark)
+            self._depth += 1
+            try:
+                return super().compose_node(parent, index)
+            finally:
+                self._depth -= 1
+        return super().compose_node(parent, index)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        first_line: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                raise self._refuse("merge keys (<<) are not allowed in a bench file", key_node.start_mark)
+            key = self.construct_object(key_node, deep=True)
+            try:
+                if key in first_line:
+                    raise self._refuse(f"duplicate key {key!r} (first on line {first_line[key]})", key_node.start_mark)
+                first_line[key] = key_node.start_mark.line + 1
+            except TypeError:
+                continue  # an unhashable key: the base class refuses it
+        return super().construct_mapping(node, deep=deep)
+
+
+def _read_text(path: Path) -> str:
+    """The file's text, refused past ``MAX_BENCH_FILE_BYTES`` (read no further) or if not UTF-8."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_BENCH_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ValueError(f"bench file: cannot read {str(path)!r}: {exc.strerror}") from None
+    if len(raw) > MAX_BENCH_FILE_BYTES:
+        raise ValueError(f"{path}: larger than the {MAX_BENCH_FILE_BYTES}-byte limit of a bench file")
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text (byte {exc.start}: {exc.reason})") from None
+
+
 def load_bench_file(path: str | Path) -> BenchFile:
     """Read and validate a bench file; ``ValueError`` names ``FILE:LINE`` and the setting at fault."""
     path = Path(path)
+    loader = _BenchLoader(_read_text(path), path)
     try:
-        text = path.read_text()
-    except OSError as exc:
-        raise ValueError(f"bench file: cannot read {str(path)!r}: {exc.strerror}") from None
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         raise ValueError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    finally:
+        loader.dispose()
     if not isinstance(data, dict):
         raise ValueError(f"{path}:1: expected a mapping with 'dmd' and 'camera', got {type(data).__name__}")
     try:
-        return BenchFile.model_validate(data)
+        # JSON mode keeps strict validation by value (enums from their names, tuples from lists);
+        # YAML-only values (dates, bytes) become strings, refused wherever a number is expected
+        return BenchFile.model_validate_json(json.dumps(data, default=str), strict=True)
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
             line = _line_of(node, error["loc"])
             name = ".".join(str(p) for p in error["loc"]) or "(file)"
-            lines.append(f"{path}:{line}: {name}: {error['msg']} (got {error.get('input')!r})")
+            lines.append(f"{path}:{line}: {name}: {error['msg']} (got {_SHORT.repr(error.get('input'))})")
         raise ValueError("bench file invalid:\n" + "\n".join(lines)) from None
 
 

@@ -52,7 +52,7 @@ class PixelFormat(enum.Enum):
 class ROI(BaseModel):
     """A rectangle of the sensor in unbinned pixels: corner (``x``, ``y``), ``width`` x ``height``."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     x: int = Field(0, ge=0, description="first column (px)")
     y: int = Field(0, ge=0, description="first row (px)")
@@ -63,7 +63,7 @@ class ROI(BaseModel):
 class CameraSettings(BaseModel):
     """Everything a camera is told. ``roi`` None: the whole sensor."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     exposure_us: float = Field(1000.0, gt=0, description="exposure time (us)")
     gain_db: float = Field(0.0, description="analog gain (dB)")

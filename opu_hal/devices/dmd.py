@@ -31,7 +31,7 @@ def packed_shape(shape: tuple[int, int]) -> tuple[int, int]:
 class DMDSettings(BaseModel):
     """What a DMD is told about showing its sequence."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     picture_time_us: float = Field(500.0, gt=0, description="time each picture is shown (us)")
     trigger_type: TriggerType = Field(TriggerType.SOFTWARE, description="what starts the sequence (trigger in)")

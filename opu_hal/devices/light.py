@@ -17,7 +17,7 @@ from .common import Device, check_range, coerce_model
 class LightSourceSettings(BaseModel):
     """What a light source is told when it opens."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid")
+    model_config = ConfigDict(frozen=True, extra="forbid", allow_inf_nan=False)
 
     power_mw: float | None = Field(None, ge=0, description="power setpoint (mW); None: leave as is")
     enabled: bool | None = Field(None, description="output on/off; None: leave as is")
