@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import zipfile
 import zlib
 from pathlib import Path
@@ -28,6 +29,12 @@ logger = logging.getLogger(__name__)
 
 MAX_RECORD_JSON_BYTES = 64 * 2**20
 """Largest calibration JSON read (bytes)."""
+
+MAX_UNLISTED_NPZ_BYTES = 2**31
+"""Largest total the arrays of a record without a listing (older records) may inflate to (bytes)."""
+
+_NPY_HEADER_BYTES = 2**16
+"""Room allowed for each .npy member's header beyond its listed data (bytes)."""
 
 
 class ArrayEntry(BaseModel):
@@ -56,7 +63,9 @@ def read_json(path: Path) -> dict[str, Any]:
     """The record's JSON object; ``FileNotFoundError`` if absent, else errors name the file."""
     try:
         with path.open("rb") as file:
-            raw = file.read(MAX_RECORD_JSON_BYTES + 1)
+            size = file.seek(0, 2)  # read(limit + 1) would allocate the limit at once
+            file.seek(0)
+            raw = file.read(min(size, MAX_RECORD_JSON_BYTES) + 1)
     except FileNotFoundError:
         raise FileNotFoundError(f"calibration: expected a record at {path}, found no such file") from None
     except OSError as exc:
@@ -95,7 +104,20 @@ def read_listing(path: Path, meta: dict[str, Any]) -> dict[str, ArrayEntry] | No
 
 
 def read_arrays(path: Path, listing: dict[str, ArrayEntry] | None) -> dict[str, np.ndarray]:
-    """Every array of the ``.npz`` at ``path``, checked against ``listing`` when there is one."""
+    """Every array of the ``.npz`` at ``path``, checked against ``listing`` when there is one.
+
+    The sizes the archive declares are checked before anything is inflated, so a small
+    file cannot make the loader allocate more than the listing (or, for a record without
+    one, :data:`MAX_UNLISTED_NPZ_BYTES`) allows.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = {info.filename.removesuffix(".npy"): info.file_size for info in archive.infolist()}
+    except FileNotFoundError:
+        raise CalibrationRecordError(path, "(file)", "no such file (the arrays of the record)") from None
+    except (OSError, zipfile.BadZipFile) as exc:
+        raise CalibrationRecordError(path, "(file)", f"not a readable .npz ({type(exc).__name__}: {exc})") from None
+    _check_inflated_sizes(path, members, listing)
     try:
         with np.load(path, allow_pickle=False) as data:
             arrays = {name: data[name] for name in data.files}
@@ -118,6 +140,24 @@ def read_arrays(path: Path, listing: dict[str, ArrayEntry] | None) -> dict[str, 
         if _sha256(value) != entry.sha256:
             raise CalibrationRecordError(path, name, "sha256 differs from the one listed in the JSON (corrupted)")
     return arrays
+
+
+def _check_inflated_sizes(path: Path, members: dict[str, int], listing: dict[str, ArrayEntry] | None) -> None:
+    if listing is None:
+        if sum(members.values()) > MAX_UNLISTED_NPZ_BYTES:
+            raise CalibrationRecordError(
+                path, "(file)", f"inflates to {sum(members.values())} bytes, over the {MAX_UNLISTED_NPZ_BYTES}-byte limit"
+            )
+        return
+    for name, size in members.items():
+        entry = listing.get(name)
+        if entry is None:
+            continue  # reported as unlisted once read
+        expected = math.prod(entry.shape) * np.dtype(entry.dtype).itemsize
+        if size > expected + _NPY_HEADER_BYTES:
+            raise CalibrationRecordError(
+                path, name, f"inflates to {size} bytes, expected about {expected} for shape {entry.shape} {entry.dtype}"
+            )
 
 
 def check_arrays(path: Path, record: CalibrationRecord, arrays: dict[str, np.ndarray]) -> None:

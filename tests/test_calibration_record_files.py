@@ -105,6 +105,24 @@ def test_an_array_of_the_wrong_shape_or_out_of_range_is_refused(copy, tmp_path) 
     refused(copy, copy.with_suffix(".npz"), "linear_pixels")
 
 
+def test_an_array_that_inflates_beyond_its_listing_is_refused_before_it_is_read(copy) -> None:
+    # 256 MB of zeros compress to ~250 KB: a record's .npz must not be able to make the loader
+    # allocate what its JSON does not list.
+    import tracemalloc
+
+    bomb = np.zeros(256 * 2**20, dtype=np.uint8)
+    rewrite_array(copy, "linear_pixels", bomb, checksum=False)
+    del bomb
+    tracemalloc.start()
+    try:
+        error = refused(copy, copy.with_suffix(".npz"), "linear_pixels")
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert "inflates" in str(error)
+    assert peak < 32 * 2**20, peak
+
+
 def test_a_missing_or_extra_array_is_refused(copy) -> None:
     arrays = dict(np.load(copy.with_suffix(".npz")))
     del arrays["linear_completion"]
