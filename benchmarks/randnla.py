@@ -8,8 +8,9 @@ Sections (each printing ratios measured in the same run):
 
 - ``rsvd``: test matrices with known spectra (polynomial 1/j and 1/j^2, exponential, low
   rank plus noise); Frobenius error relative to the optimal rank-k error for the exact
-  SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch and the OPU sketch at
-  equal sketch size, with wall time and device frames.
+  SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch, the CountSketch
+  baseline (one nonzero per row of S) and the OPU sketch at equal sketch size, with wall
+  time and device frames.
 - ``trace``: Hutch++ (also with one digital power step), Nyström++ (and the other
   estimators) with digital and OPU sketches over repeated trials: median relative error
   and signed bias, against digital Hutch++.
@@ -31,7 +32,7 @@ import numpy as np
 
 from opu_hal.randnla.lowrank import rsvd, single_view
 from opu_hal.randnla.lstsq import lstsq
-from opu_hal.randnla.sketch import GaussianSketch, OPUSketch, SparseSignSketch
+from opu_hal.randnla.sketch import CountSketch, GaussianSketch, OPUSketch, SparseSignSketch
 from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, power_nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -94,6 +95,7 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
         skd, t_skd = _timed(lambda: randomized_svd(A, rank, n_oversamples=oversampling, random_state=seed))
         gauss, t_g = _timed(lambda: rsvd(A, rank, GaussianSketch(n, size, seed), power_iters=1))
         gauss0 = rsvd(A, rank, GaussianSketch(n, size, seed), power_iters=0)
+        count, t_c = _timed(lambda: rsvd(A, rank, CountSketch(n, size, seed), power_iters=1))
         sketch = OPUSketch(opu, n, size)
         optical, t_o = _timed(lambda: rsvd(A, rank, sketch, power_iters=1))
         naive = rsvd(A, rank, sketch, power_iters=0)  # the same optical sketch (cached): no new frames
@@ -103,6 +105,7 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
             ("sklearn n_iter=1", ref, t_sk1, 0, 0.0),
             ("sklearn n_iter=auto", err(*skd), t_skd, 0, 0.0),
             ("digital Gaussian, q=1", err(*gauss), t_g, 0, 0.0),
+            ("digital CountSketch, q=1", err(*count), t_c, 0, 0.0),
             ("OPU, q=1", err(*optical), t_o, optical.usage.frames, optical.usage.device_time_s),
             ("digital Gaussian, q=0", err(*gauss0), float("nan"), 0, 0.0),
             ("OPU, q=0 (naive)", err(*naive), float("nan"), 0, 0.0),

@@ -3,7 +3,7 @@
 Functions take a matrix (numpy array, scipy sparse matrix, ``scipy.sparse.linalg.LinearOperator``
 or dask array) and a :class:`SketchOperator`: :class:`OPUSketch` (the OPU's
 ``linear_transform``) or a digital reference (:class:`GaussianSketch`,
-:class:`SparseSignSketch`, :class:`SRHTSketch`). Only the first sketch of a matrix is
+:class:`SparseSignSketch`, :class:`SRHTSketch`, :class:`CountSketch`). Only the first sketch of a matrix is
 optical; accuracy-critical steps are digital. Every result reports the device frames and
 emulated device time (s) it spent in ``usage``, and ``matvecs``: the products of A or
 A^T with vectors, optical or digital, the sketch ``A S`` included (its k columns).
@@ -25,7 +25,7 @@ from .lowrank import (
     single_view,
 )
 from .lstsq import LstsqResult, lstsq
-from .sketch import GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
+from .sketch import CountSketch, GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
 from .trace import (
     TraceResult,
     hutchinson,
@@ -40,6 +40,7 @@ from .trace import (
 )
 
 __all__ = [
+    "CountSketch",
     "GaussianSketch",
     "LstsqResult",
     "Matrix",
