@@ -12,6 +12,7 @@ default size).
 """
 
 from .distributed import WorkerOPUSketch
+from .eigh import EighResult, randomized_eigh
 from .linops import Matrix, as_matrix
 from .lowrank import (
     NystromResult,
@@ -41,6 +42,7 @@ from .trace import (
 
 __all__ = [
     "CountSketch",
+    "EighResult",
     "GaussianSketch",
     "LstsqResult",
     "Matrix",
@@ -66,6 +68,7 @@ __all__ = [
     "nystrom",
     "nystrompp",
     "power_nystrompp",
+    "randomized_eigh",
     "range_finder",
     "rsvd",
     "single_view",
