@@ -26,6 +26,7 @@ from .lowrank import (
     single_view,
 )
 from .lstsq import LstsqResult, lstsq
+from .quadrature import logdet, slq
 from .sketch import CountSketch, GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
 from .trace import (
     TraceResult,
@@ -62,6 +63,7 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "hutchpp_sizes",
+    "logdet",
     "lstsq",
     "make_sketch",
     "na_hutchpp",
@@ -72,6 +74,7 @@ __all__ = [
     "range_finder",
     "rsvd",
     "single_view",
+    "slq",
     "trace",
     "triangle_count",
     "xtrace",
