@@ -8,14 +8,26 @@ Sections (each printing ratios measured in the same run):
 
 - ``rsvd``: test matrices with known spectra (polynomial 1/j and 1/j^2, exponential, low
   rank plus noise); Frobenius error relative to the optimal rank-k error for the exact
-  SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch and the OPU sketch at
-  equal sketch size, with wall time and device frames.
+  SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch, the CountSketch
+  baseline (one nonzero per row of S) and the OPU sketch at equal sketch size, with wall
+  time and device frames.
 - ``trace``: Hutch++ (also with one digital power step), Nyström++ (and the other
   estimators) with digital and OPU sketches over repeated trials: median relative error
   and signed bias, against digital Hutch++.
 - ``lstsq``: sketch-and-precondition against ``numpy.linalg.lstsq`` on an ill-conditioned problem.
 - ``dask``: rsvd of a matrix larger than one worker's memory limit on a ``LocalCluster``
   against the in-memory run.
+
+After the sections, a **cost model** table puts each optical sketch (rsvd's OPU q=1
+sketch of every matrix, the OPU Hutch++ range sketches of the trace section, the OPU
+least-squares sketches) against a GPU: the OPU's device time is ``frames x frametime``
+(the frames the sketch cost, the frametime of the device's timing model: its device time
+per frame, 500 us at the emulator's defaults up to 163,200 outputs), the GPU's is
+``2 r n k / F`` for the same product (r input rows of n features, k outputs) at ``F`` FLOP/s
+(``--gpu-tflops``, default 15). With ``f`` frames per input row (8-bit inputs: up to 32),
+the OPU takes ``r f t`` and the GPU ``2 r n k / F``, so the OPU wins beyond
+``n k = F f t / 2``: 1.2e11 at 15 TFLOP/s, 32 frames per row and 500 us (2 kHz), 6.2e11 at
+2.56 ms (391 Hz, 1M outputs).
 """
 
 from __future__ import annotations
@@ -31,7 +43,7 @@ import numpy as np
 
 from opu_hal.randnla.lowrank import rsvd, single_view
 from opu_hal.randnla.lstsq import lstsq
-from opu_hal.randnla.sketch import GaussianSketch, OPUSketch, SparseSignSketch
+from opu_hal.randnla.sketch import CountSketch, GaussianSketch, OPUSketch, SparseSignSketch
 from opu_hal.randnla.trace import hutchinson, hutchpp, hutchpp_sizes, na_hutchpp, nystrompp, power_nystrompp, xtrace
 
 SPECTRA: dict[str, Callable[[np.ndarray], np.ndarray]] = {
@@ -75,7 +87,43 @@ def _timed(fn: Callable[[], Any]) -> tuple[Any, float]:
     return value, time.perf_counter() - start
 
 
-def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int) -> list[dict[str, Any]]:
+def crossover_nk(frames_per_row: float, frametime_s: float, flops: float) -> float:
+    """The ``n k`` beyond which the OPU beats a GPU of ``flops`` FLOP/s on ``A S``: ``F f t / 2``.
+
+    The OPU spends ``f`` frames of ``t`` seconds per input row whatever ``n`` and ``k``; the
+    GPU spends ``2 n k / F`` seconds per row.
+    """
+    return flops * frames_per_row * frametime_s / 2
+
+
+def cost_entry(problem: str, rows: int, n: int, k: int, frames: int, device_time_s: float,
+               flops: float) -> dict[str, Any]:
+    """The cost model of one optical sketch: ``rows`` inputs of ``n`` features to ``k`` outputs in ``frames`` frames.
+
+    ``frametime_s`` is the device's time per frame (its timing model: ``device_time_s / frames``).
+    """
+    frametime_s = device_time_s / frames if frames else float("nan")
+    per_row = frames / rows
+    return {"problem": problem, "rows": rows, "n": n, "k": k, "frames": frames, "frames_per_row": per_row,
+            "frametime_s": frametime_s, "device_s": frames * frametime_s, "gpu_s": 2.0 * rows * n * k / flops,
+            "flops": flops, "nk": float(n * k), "crossover_nk": crossover_nk(per_row, frametime_s, flops)}
+
+
+def print_costs(costs: list[dict[str, Any]], flops: float) -> None:
+    """The cost-model table (see the module notes)."""
+    print(f"\n== cost model: OPU device time (frames x frametime) against a GPU at {flops / 1e12:g} TFLOP/s "
+          f"(2 r n k / F) ==")
+    print(f"{'problem':<34}{'r x n -> k':>22}{'frames':>9}{'/row':>6}{'frame us':>9}{'OPU s':>10}{'GPU s':>10}"
+          f"{'n k':>9}{'crossover':>11}")
+    for c in costs:
+        shape = f"{c['rows']} x {c['n']} -> {c['k']}"
+        print(f"{c['problem']:<34}{shape:>22}{c['frames']:>9d}{c['frames_per_row']:>6.1f}{c['frametime_s'] * 1e6:>9.0f}"
+              f"{c['device_s']:>10.3g}{c['gpu_s']:>10.2e}{c['nk']:>9.1e}{c['crossover_nk']:>11.2e}")
+    print("The OPU wins when n k exceeds the crossover F f t / 2 (f frames per row of t seconds each).")
+
+
+def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int,
+               costs: list[dict[str, Any]] | None = None, flops: float = 15e12) -> list[dict[str, Any]]:
     """Errors relative to optimal at rank ``rank`` with ``rank + oversampling`` sketch columns, one power iteration."""
     from sklearn.utils.extmath import randomized_svd
 
@@ -94,8 +142,12 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
         skd, t_skd = _timed(lambda: randomized_svd(A, rank, n_oversamples=oversampling, random_state=seed))
         gauss, t_g = _timed(lambda: rsvd(A, rank, GaussianSketch(n, size, seed), power_iters=1))
         gauss0 = rsvd(A, rank, GaussianSketch(n, size, seed), power_iters=0)
+        count, t_c = _timed(lambda: rsvd(A, rank, CountSketch(n, size, seed), power_iters=1))
         sketch = OPUSketch(opu, n, size)
         optical, t_o = _timed(lambda: rsvd(A, rank, sketch, power_iters=1))
+        if costs is not None:
+            costs.append(cost_entry(f"rsvd {name}", m, n, size, optical.usage.frames, optical.usage.device_time_s,
+                                    flops))
         naive = rsvd(A, rank, sketch, power_iters=0)  # the same optical sketch (cached): no new frames
         ref = err(*sk1)
         results = [
@@ -103,6 +155,7 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
             ("sklearn n_iter=1", ref, t_sk1, 0, 0.0),
             ("sklearn n_iter=auto", err(*skd), t_skd, 0, 0.0),
             ("digital Gaussian, q=1", err(*gauss), t_g, 0, 0.0),
+            ("digital CountSketch, q=1", err(*count), t_c, 0, 0.0),
             ("OPU, q=1", err(*optical), t_o, optical.usage.frames, optical.usage.device_time_s),
             ("digital Gaussian, q=0", err(*gauss0), float("nan"), 0, 0.0),
             ("OPU, q=0 (naive)", err(*naive), float("nan"), 0, 0.0),
@@ -118,7 +171,8 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
     return rows
 
 
-def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials: int, seed: int) -> list[dict[str, Any]]:
+def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials: int, seed: int,
+                costs: list[dict[str, Any]] | None = None, flops: float = 15e12) -> list[dict[str, Any]]:
     """Median relative error and signed bias over ``trials`` of each estimator, digital and OPU.
 
     Every product with A counts as a matvec, optical or digital. OPU Hutch++ and OPU
@@ -154,7 +208,12 @@ def bench_trace(opu_factory: Callable[[int], Any], n: int, matvecs: int, trials:
             for t in range(trials):
                 base = t * per_trial
                 range_sketch = OPUSketch(opu, n, k3, offset=base)
+                before = range_sketch.usage()
                 r1 = hutchpp(A, range_sketch, matvecs=matvecs)
+                if costs is not None and t == 0:
+                    spent = range_sketch.usage() - before
+                    costs.append(cost_entry(f"trace {name} (Hutch++ A S)", n, n, k3, spent.frames,
+                                            spent.device_time_s, flops))
                 r2 = power_nystrompp(A, range_sketch, matvecs=matvecs)  # the same optical sketch: no new frames
                 r3 = na_hutchpp(A, OPUSketch(opu, n, k4, offset=base + 2 * k3), matvecs=matvecs)
                 r4 = hutchpp(A, range_sketch.block(base, k1), matvecs=matvecs, power_iters=1)  # cached: no new frames
@@ -190,7 +249,8 @@ def ill_conditioned(m: int, n: int, cond: float, seed: int = 0) -> tuple[np.ndar
 
 
 def bench_lstsq(m: int, n: int, cond: float, seed: int, opu_factory: Callable[[int], Any] | None,
-                opu_m: int, opu_n: int) -> list[dict[str, Any]]:
+                opu_m: int, opu_n: int, costs: list[dict[str, Any]] | None = None,
+                flops: float = 15e12) -> list[dict[str, Any]]:
     """Residuals of sketch-and-precondition against numpy.linalg.lstsq, with both wall times."""
     print(f"\n== lstsq: cond {cond:.0e} ==")
     print(f"{'problem':<16}{'sketch':<22}{'|dr|/|r|':>10}{'||r|-|r*||/|r*|':>17}{'iters':>7}{'rounds':>7}"
@@ -206,6 +266,9 @@ def bench_lstsq(m: int, n: int, cond: float, seed: int, opu_factory: Callable[[i
         if label.startswith("OPU"):
             with opu_factory(4 * cols) as opu:
                 res, t = _timed(lambda: lstsq(A, b, OPUSketch(opu, rows_, 4 * cols)))
+            if costs is not None:  # each round sketches the cols columns (inputs of rows_ features)
+                costs.append(cost_entry(f"lstsq ({res.rounds} rounds)", cols * res.rounds, rows_, 4 * cols,
+                                        res.usage.frames, res.usage.device_time_s, flops))
         else:
             res, t = _timed(lambda: lstsq(A, b, SparseSignSketch(rows_, 4 * cols, seed)))
         r = b - A @ res.x
@@ -300,6 +363,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--dask-shape", default="200000x2000", help="matrix of the Dask run")
     parser.add_argument("--dask-chunk-rows", type=int, default=10000, help="rows per Dask chunk")
     parser.add_argument("--dask-memory-limit", default="1GiB", help="memory limit of each of the 2 workers")
+    parser.add_argument("--gpu-tflops", type=float, default=15.0,
+                        help="GPU throughput F (TFLOP/s) of the cost model's 2 r n k / F")
     parser.add_argument("--quick", action="store_true", help="smoke test in seconds: small sizes (QUICK), no dask")
     return parser
 
@@ -330,20 +395,28 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     def opu_factory(n_components: int) -> Any:
         return OPU(args.device, n_components=n_components, seed=args.seed, progress=False)
 
+    if not args.gpu_tflops > 0:
+        raise SystemExit(f"--gpu-tflops: expected a positive throughput, got {args.gpu_tflops}")
+    flops = args.gpu_tflops * 1e12
     out: dict[str, Any] = {}
+    costs: list[dict[str, Any]] = []
     if "rsvd" in sections:
         size = args.rank + args.oversampling
         with opu_factory(2 * size + 1) as opu:
-            out["rsvd"] = bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed)
+            out["rsvd"] = bench_rsvd(opu, args.m, args.n, args.rank, args.oversampling, args.seed, costs, flops)
     if "trace" in sections:
-        out["trace"] = bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed)
+        out["trace"] = bench_trace(opu_factory, args.n, args.matvecs, args.trials, args.seed, costs, flops)
     if "lstsq" in sections:
         m, n = _shape(args.lstsq_shape)
         om, on = _shape(args.lstsq_opu_shape)
-        out["lstsq"] = bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on)
+        out["lstsq"] = bench_lstsq(m, n, args.cond, args.seed, opu_factory if on > 0 else None, om, on,
+                                   costs, flops)
     if "dask" in sections:
         m, n = _shape(args.dask_shape)
         out["dask"] = bench_dask(m, n, args.dask_chunk_rows, 10, 2, args.dask_memory_limit, args.seed)
+    if costs:
+        print_costs(costs, flops)
+        out["cost"] = costs
     return out
 
 

@@ -21,7 +21,8 @@ the full well.
 
 Noise is keyed by frame id and pixel block: the pixels of frame f are cut into blocks of
 ``_BLOCK_ROWS`` sensor rows (``_BLOCK_ROWS * width`` output numbers), and block b of frame
-f draws from a Philox counter-based stream keyed by the seed with its counter at
+f draws from a Philox counter-based stream keyed by the noise seed (`noise_seed`, default
+`seed`) with its counter at
 ``f * 2**64 + b * 2**128`` (streams never overlap; any one is reached at once). So a frame
 gets the same noise for the same seed however frames are batched, whatever the number of
 worker threads, and a pixel's normal does not depend on how many outputs are read. Blocks
@@ -81,7 +82,7 @@ class Camera:
         self._prnu: np.ndarray | None = None
         self._dsnu: np.ndarray | None = None
         self._hot: np.ndarray | None = None
-        self._noise_key = _noise_key(params.seed)
+        self._noise_key = _noise_key(params.temporal_seed)
         self._streams = threading.local()
         self._pool: ThreadPoolExecutor | None = None
 

@@ -27,7 +27,7 @@ class Laser:
         self.params = params
         self.power_mw = params.laser_power_mw
         self.enabled = True
-        gen = np.random.Generator(np.random.SFC64(np.random.SeedSequence(params.seed, spawn_key=(_WANDER_STREAM,))))
+        gen = np.random.Generator(np.random.SFC64(np.random.SeedSequence(params.temporal_seed, spawn_key=(_WANDER_STREAM,))))
         # Lorentzian (Cauchy) frequencies of scale 1 / (2 pi tau): E cos(2 pi f dt) = exp(-|dt| / tau)
         self._wander_freq_hz = gen.standard_cauchy(_WANDER_TERMS) / (2 * np.pi * params.laser_wander_tau_s)
         self._wander_phase = gen.uniform(0, 2 * np.pi, _WANDER_TERMS)
@@ -36,7 +36,7 @@ class Laser:
         z = np.empty(frame_ids.size, dtype=np.float64)
         blocks = frame_ids // _BLOCK
         for block in np.unique(blocks):
-            seq = np.random.SeedSequence(self.params.seed, spawn_key=(_JITTER_STREAM, int(block)))
+            seq = np.random.SeedSequence(self.params.temporal_seed, spawn_key=(_JITTER_STREAM, int(block)))
             values = np.random.Generator(np.random.SFC64(seq)).standard_normal(_BLOCK)
             mask = blocks == block
             z[mask] = values[frame_ids[mask] % _BLOCK]

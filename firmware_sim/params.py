@@ -39,7 +39,13 @@ class EmulatorParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
-    seed: int = Field(0, ge=0, description="seed of the medium and of all noise")
+    seed: int = Field(0, ge=0, description="seed of the medium, of the sensor's fixed pattern and (by default) of the noise")
+    noise_seed: int | None = Field(
+        None,
+        ge=0,
+        description="seed of the temporal noise (camera shot, read and dark noise, laser jitter and wander); "
+        "None: seed. Devices of the same seed and different noise_seed share the medium, not the noise",
+    )
     fidelity: Literal["physical", "ideal"] = Field(
         "physical", description="'physical': full camera model; 'ideal': exact float |R x|^2"
     )
@@ -139,6 +145,11 @@ class EmulatorParams(BaseModel):
         if self.offset_dn >= self.max_dn:
             raise ValueError(f"offset_dn must be below the ADC maximum {self.max_dn}, got {self.offset_dn}")
         return self
+
+    @property
+    def temporal_seed(self) -> int:
+        """Seed of the temporal noise: ``noise_seed``, or ``seed`` when it is None."""
+        return self.seed if self.noise_seed is None else self.noise_seed
 
     @property
     def max_dn(self) -> int:

@@ -8,9 +8,9 @@ import pytest
 import scipy.sparse as sp
 
 from opu_hal import OPU
-from opu_hal.randnla import GaussianSketch, OPUSketch, SparseSignSketch, SRHTSketch, make_sketch
+from opu_hal.randnla import CountSketch, GaussianSketch, OPUSketch, SparseSignSketch, SRHTSketch, make_sketch
 
-DIGITAL = [GaussianSketch, SparseSignSketch, SRHTSketch]
+DIGITAL = [GaussianSketch, SparseSignSketch, SRHTSketch, CountSketch]
 
 
 @pytest.fixture(scope="module")
@@ -67,6 +67,37 @@ def test_srht_realize_needs_no_square_intermediate():
     one_hot = np.zeros((len(rows), 100_000))
     one_hot[np.arange(len(rows)), rows] = 1.0
     np.testing.assert_array_equal(S[rows], sketch.apply(one_hot))
+
+
+def test_countsketch_is_its_explicit_sparse_matrix_realized_without_an_identity():
+    sketch = CountSketch(100_000, 64, seed=4)
+    S = sketch.matrix  # scipy sparse (n_features, size): one +-sqrt(size) per row
+    assert sp.issparse(S) and S.shape == (100_000, 64) and S.nnz == 100_000
+    assert set(np.unique(S.data)) == {-8.0, 8.0}
+    X = sp.random_array((5, 100_000), density=1e-3, random_state=0, format="csr")
+    np.testing.assert_array_equal(sketch.apply(X), (X @ S).toarray())
+    tracemalloc.start()
+    try:
+        dense = sketch.realize()
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 100e6  # the result is 51 MB; an n x n identity would be 80 GB
+    np.testing.assert_array_equal(dense, S.toarray())
+    assert isinstance(make_sketch("count", 50, 8, seed=1), CountSketch)
+
+
+def test_countsketch_is_a_subspace_embedding():
+    # E ||U^T S S^T U / k - I||_F^2 <= 2 d^2 / k for orthonormal U (n, d) (Woodruff 2014, Thm 2.9 proof):
+    # d = 4, k = 2,000 gives P(||.||_F > 0.5) <= 0.064 per seed by Markov's inequality
+    d, k = 4, 2000
+    U = np.linalg.qr(np.random.default_rng(0).standard_normal((20_000, d)))[0]
+    distortions = []
+    for seed in range(10):
+        B = CountSketch(20_000, k, seed=seed).apply(U.T)  # (d, k)
+        distortions.append(np.linalg.norm(B @ B.T / k - np.eye(d)))
+    assert sum(e > 0.5 for e in distortions) <= 3
+    assert np.mean(np.square(distortions)) < 2 * d**2 / k * 3  # the expectation, with room for 10 samples
 
 
 def test_sketch_rejects_bad_input_naming_it():

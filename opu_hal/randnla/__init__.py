@@ -3,7 +3,7 @@
 Functions take a matrix (numpy array, scipy sparse matrix, ``scipy.sparse.linalg.LinearOperator``
 or dask array) and a :class:`SketchOperator`: :class:`OPUSketch` (the OPU's
 ``linear_transform``) or a digital reference (:class:`GaussianSketch`,
-:class:`SparseSignSketch`, :class:`SRHTSketch`). Only the first sketch of a matrix is
+:class:`SparseSignSketch`, :class:`SRHTSketch`, :class:`CountSketch`). Only the first sketch of a matrix is
 optical; accuracy-critical steps are digital. Every result reports the device frames and
 emulated device time (s) it spent in ``usage``, and ``matvecs``: the products of A or
 A^T with vectors, optical or digital, the sketch ``A S`` included (its k columns).
@@ -12,6 +12,7 @@ default size).
 """
 
 from .distributed import WorkerOPUSketch
+from .eigh import EighResult, randomized_eigh
 from .linops import Matrix, as_matrix
 from .lowrank import (
     NystromResult,
@@ -25,7 +26,8 @@ from .lowrank import (
     single_view,
 )
 from .lstsq import LstsqResult, lstsq
-from .sketch import GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
+from .quadrature import logdet, slq
+from .sketch import CountSketch, GaussianSketch, OPUSketch, SketchOperator, SparseSignSketch, SRHTSketch, Usage, make_sketch
 from .trace import (
     TraceResult,
     hutchinson,
@@ -40,6 +42,8 @@ from .trace import (
 )
 
 __all__ = [
+    "CountSketch",
+    "EighResult",
     "GaussianSketch",
     "LstsqResult",
     "Matrix",
@@ -59,15 +63,18 @@ __all__ = [
     "hutchinson",
     "hutchpp",
     "hutchpp_sizes",
+    "logdet",
     "lstsq",
     "make_sketch",
     "na_hutchpp",
     "nystrom",
     "nystrompp",
     "power_nystrompp",
+    "randomized_eigh",
     "range_finder",
     "rsvd",
     "single_view",
+    "slq",
     "trace",
     "triangle_count",
     "xtrace",

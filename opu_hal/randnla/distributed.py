@@ -5,7 +5,9 @@ task (``A_i @ X``, ``A_i^T @ X_i`` summed, ``A_i @ S``), and only the thin resul
 (m x k or n x k) come back. Sketches travel as recipes, not matrices: a digital sketch
 is rebuilt from its seed on the worker, and a :class:`WorkerOPUSketch` opens the
 worker's own OPU (``emu://`` with the same seed gives the same medium, hence the same
-matrix), so results match the in-memory run. Any ``dask`` scheduler works; with a
+matrix), so results match the in-memory run. Each row block gets its own noise stream
+(``noise_seed`` derived from the seed and the block index), so blocks sketched by different
+workers do not share noise, and a rerun on fresh workers reproduces. Any ``dask`` scheduler works; with a
 ``distributed.Client`` active, its cluster does the work.
 """
 
@@ -16,9 +18,12 @@ from typing import Any
 
 import numpy as np
 
+from ..url import DeviceURL, parse_device_url, resolve_url, scheme_info
 from ..validation import check_int
 from .sketch import OPUSketch, SketchOperator, Usage
 
+#: Spawn key of the noise streams of row blocks (apart from any other use of the seed).
+_NOISE_STREAMS = 0x6E6F
 _LOCAL: dict[tuple[Any, ...], OPUSketch] = {}
 _LOCAL_LOCK = threading.Lock()
 
@@ -77,7 +82,12 @@ def sketch_rows(A: Any, sketch: SketchOperator) -> tuple[np.ndarray, Usage]:
             "sketch: an OPUSketch holds an open device and cannot travel to workers; "
             "use WorkerOPUSketch(device, ...) so each worker opens its own OPU"
         )
-    results = _compute([delayed(_sketch_block)(block, sketch) for block in _row_blocks(A)])
+    blocks = _row_blocks(A)
+    if isinstance(sketch, WorkerOPUSketch):
+        per_block = [sketch.for_block(i) for i in range(len(blocks))]
+    else:
+        per_block = [sketch] * len(blocks)
+    results = _compute([delayed(_sketch_block)(block, s) for block, s in zip(blocks, per_block)])
     usage = Usage()
     for _, spent in results:
         usage += spent
@@ -87,9 +97,14 @@ def sketch_rows(A: Any, sketch: SketchOperator) -> tuple[np.ndarray, Usage]:
 class WorkerOPUSketch(SketchOperator):
     """An OPU sketch described by its device URL: each process that uses it opens its own OPU.
 
-    Pickles as its recipe (URL, seed, sizes), so it can travel to dask workers. With
-    ``emu://`` and a fixed ``seed`` every process sees the same medium, hence the same
-    matrix. Usage counts the frames of this process's OPU.
+    Pickles as its recipe (URL, seed, sizes, noise stream), so it can travel to dask
+    workers. With ``emu://`` and a fixed ``seed`` every process sees the same medium,
+    hence the same matrix. Row block i of a dask array is sketched with
+    :meth:`for_block` ``(i)``: a device of the same medium and its own noise stream
+    (``noise_seed`` of the emulator, derived from the seed and i), so that workers, whose
+    frame ids all start at 0, do not repeat each other's noise, and the result does not
+    depend on which worker takes which block. A process opens one OPU per noise stream it
+    is given (one per row block it sketches). Usage counts the frames of this process's OPU.
 
     Parameters
     ----------
@@ -101,6 +116,8 @@ class WorkerOPUSketch(SketchOperator):
         Seed of an emulated device.
     n_components:
         Outputs the OPU is opened with (default ``offset + size``).
+    noise_stream:
+        Index of the noise stream (the row block); None: the device's own noise.
     """
 
     exact = False
@@ -115,6 +132,7 @@ class WorkerOPUSketch(SketchOperator):
         n_components: int | None = None,
         offset: int = 0,
         bits: int = 8,
+        noise_stream: int | None = None,
     ) -> None:
         super().__init__(n_features, size)
         if not isinstance(device, str):
@@ -127,21 +145,53 @@ class WorkerOPUSketch(SketchOperator):
         if self.offset + self.size > total:
             raise ValueError(f"n_components: expected at least offset + size = {self.offset + self.size}, got {total}")
         self.n_components = total
+        self.noise_stream = None if noise_stream is None else check_int(noise_stream, "noise_stream", low=0)
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (
             _rebuild,
-            (self.device, self.n_features, self.size, self.seed, self.n_components, self.offset, self.bits),
+            (self.device, self.n_features, self.size, self.seed, self.n_components, self.offset, self.bits,
+             self.noise_stream),
         )
+
+    def for_block(self, index: int) -> "WorkerOPUSketch":
+        """The same sketch with noise stream ``index`` (row block ``index`` of a dask array)."""
+        return self._with(offset=self.offset, noise_stream=check_int(index, "index", low=0))
+
+    def _with(self, *, offset: int, noise_stream: int | None) -> "WorkerOPUSketch":
+        return WorkerOPUSketch(
+            self.device,
+            self.n_features,
+            self.size,
+            seed=self.seed,
+            n_components=self.n_components,
+            offset=offset,
+            bits=self.bits,
+            noise_stream=noise_stream,
+        )
+
+    def _device_url(self) -> str:
+        """The device URL, with the ``noise_seed`` of this noise stream on a device that has one."""
+        if self.noise_stream is None:
+            return self.device
+        url = parse_device_url(self.device)
+        if "noise_seed" not in scheme_info(url.scheme).documented_keys():
+            return self.device  # a real device: its noise is its own
+        spec = resolve_url(url, {"seed": self.seed} if self.seed is not None else {})
+        base = spec.value("noise_seed")
+        base = spec.value("seed") if base is None else base
+        stream = int(np.random.SeedSequence(base, spawn_key=(_NOISE_STREAMS, self.noise_stream)).generate_state(1)[0])
+        return str(DeviceURL(url.scheme, url.location, {**url.query, "noise_seed": str(stream)}))
 
     def _local(self) -> OPUSketch:
         from ..opu import OPU
 
-        key = (self.device, self.seed, self.n_components, self.n_features, self.bits)
+        device = self._device_url()
+        key = (device, self.seed, self.n_components, self.n_features, self.bits)
         with _LOCAL_LOCK:
             base = _LOCAL.get(key)
             if base is None:
-                opu = OPU(self.device, n_components=self.n_components, seed=self.seed, progress=False).open()
+                opu = OPU(device, n_components=self.n_components, seed=self.seed, progress=False).open()
                 base = _LOCAL[key] = OPUSketch(opu, self.n_features, self.size, bits=self.bits)
         return base.block(self.offset, self.size)
 
@@ -155,18 +205,14 @@ class WorkerOPUSketch(SketchOperator):
         return self._local().realize()
 
     def _do_fresh(self) -> "WorkerOPUSketch":
-        return WorkerOPUSketch(
-            self.device,
-            self.n_features,
-            self.size,
-            seed=self.seed,
-            n_components=self.n_components,
-            offset=self.offset + self.size,
-            bits=self.bits,
-        )
+        return self._with(offset=self.offset + self.size, noise_stream=self.noise_stream)
 
 
 def _rebuild(
-    device: str, n_features: int, size: int, seed: int | None, n_components: int, offset: int, bits: int
+    device: str, n_features: int, size: int, seed: int | None, n_components: int, offset: int, bits: int,
+    noise_stream: int | None = None,
 ) -> WorkerOPUSketch:
-    return WorkerOPUSketch(device, n_features, size, seed=seed, n_components=n_components, offset=offset, bits=bits)
+    return WorkerOPUSketch(
+        device, n_features, size, seed=seed, n_components=n_components, offset=offset, bits=bits,
+        noise_stream=noise_stream,
+    )

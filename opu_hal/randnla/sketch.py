@@ -197,6 +197,35 @@ class SparseSignSketch(_SeededSketch):
         return SparseSignSketch(self.n_features, self.size, seed, self.nnz)
 
 
+class CountSketch(_SeededSketch):
+    """CountSketch (Clarkson and Woodruff 2013): each input coordinate adds ``±sqrt(size)`` to one random output.
+
+    Row i of S has a single nonzero, ``sign_i * sqrt(size)`` in column ``h(i)`` (uniform
+    hash and sign), so entries have mean 0 and variance 1 as for the other sketches, and
+    ``X @ S`` costs one pass over the nonzeros of X (``O(nnz(X))``). ``matrix`` is S as a
+    scipy sparse CSR array; ``realize()`` densifies it without forming an identity.
+    """
+
+    def __init__(self, n_features: int, size: int, seed: int = 0) -> None:
+        super().__init__(n_features, size, seed)
+        rng = np.random.default_rng(self.seed)
+        cols = rng.integers(0, self.size, size=self.n_features)
+        signs = rng.choice([-1.0, 1.0], size=self.n_features) * math.sqrt(self.size)
+        self.matrix: sp.csr_array = sp.csr_array(
+            (signs, (np.arange(self.n_features), cols)), shape=(self.n_features, self.size)
+        )
+
+    def _do_apply(self, X: np.ndarray | sp.sparray) -> np.ndarray:
+        out = X @ self.matrix
+        return out.toarray() if sp.issparse(out) else out
+
+    def _do_realize(self) -> np.ndarray:
+        return self.matrix.toarray()
+
+    def _with_seed(self, seed: int) -> "CountSketch":
+        return CountSketch(self.n_features, self.size, seed)
+
+
 class SRHTSketch(_SeededSketch):
     """Subsampled randomized Hadamard transform: random signs, Walsh-Hadamard mixing, ``size`` sampled outputs.
 
@@ -445,8 +474,8 @@ def resolve_sketch(
 
 
 def make_sketch(kind: str, n_features: int, size: int, seed: int = 0) -> SketchOperator:
-    """A digital sketch by name: ``"gaussian"``, ``"sparse"`` or ``"srht"``."""
-    kinds = {"gaussian": GaussianSketch, "sparse": SparseSignSketch, "srht": SRHTSketch}
+    """A digital sketch by name: ``"gaussian"``, ``"sparse"``, ``"srht"`` or ``"count"``."""
+    kinds = {"gaussian": GaussianSketch, "sparse": SparseSignSketch, "srht": SRHTSketch, "count": CountSketch}
     if kind not in kinds:
         raise ValueError(f"kind: expected one of {sorted(kinds)}, got {kind!r}")
     return kinds[kind](n_features, size, seed)

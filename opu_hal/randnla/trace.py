@@ -26,9 +26,9 @@ OPU trials against 256 digital ones). Two fixes filter the noise through A itsel
   ``Q = orth(A orth(Y))``, whose range ``A^2 S + A E`` damps the noise as A damps its
   tail, paid for with fewer Hutchinson vectors (28 x 3 + 12 at 96). It gave 1.53x,
   1.47x, 1.57x and 0.94x digital Hutch++ in the exploration above;
-  ``opu-hal bench randnla --sections trace`` (32 trials, paired with plain OPU Hutch++)
-  prints 1.33x, 1.46x, 1.42x and 1.82x with signed biases of +0.06 %, +0.03 %, -0.06 %
-  and +0.002 % (each within 1.4 standard errors of 0). The split 24 x 3 + 24 was worse
+  ``opu-hal bench randnla --sections trace`` (32 trials, paired with plain OPU Hutch++,
+  1,024-frame linear reference) prints 1.30x, 1.95x, 1.69x and 1.60x with signed biases
+  of -0.02 %, +0.009 %, +0.01 % and -0.005 % (each within 0.4 standard errors of 0). The split 24 x 3 + 24 was worse
   (up to 2.05x): the residual after a power step is small, so range columns are worth
   more than Hutchinson vectors. Its digital twin (Gaussian S) is 1.5x-2.1x digital
   Hutch++: the power step costs a Gaussian sketch more than it gains.
@@ -38,9 +38,9 @@ OPU trials against 256 digital ones). Two fixes filter the noise through A itsel
   range is ``A Q = A^2 S + A E``, at no extra product and with the equal split. It gave
   0.96x, 1.24x, 0.71x and 0.67x the digital Hutch++ error with signed biases of -0.17 %,
   -0.01 %, -0.06 % and +0.002 % (each within 2 standard errors of 0); the bench prints
-  1.13x, 1.01x, 0.69x and 1.28x with biases below 0.2 %. Its digital twin (a Gaussian S,
-  same split) is 0.63x-0.83x digital Hutch++, so against the same algorithm the optical
-  noise costs 0.97x-1.58x. The Nyström approximation needs a symmetric positive
+  0.87x, 1.18x, 0.77x and 0.93x with biases below 0.1 % (each within 1.1 standard
+  errors). Its digital twin (a Gaussian S, same split) is 0.73x-0.90x digital Hutch++, so
+  against the same algorithm the optical noise costs 0.97x-1.48x. The Nyström approximation needs a symmetric positive
   semi-definite A.
 
 The figures above were measured while the linear calibration averaged 16 reference
@@ -48,8 +48,12 @@ frames: the reference's estimation error then left a fixed offset per output
 (docs/physics.md section 4.4), a rank-one error of ``A S`` that accounted for much of plain
 OPU Hutch++'s excess. With the 1,024 frames now averaged, on a 300 x 300 matrix with
 eigenvalues 1/j^2 and 48 matvecs (device seed 0, 32 trials) OPU Hutch++ went from 2.19x
-to 0.97x digital Hutch++ and power Nyström++ from 0.85x to 0.99x; the comparisons above are to
-be measured again.
+to 0.97x digital Hutch++ and power Nyström++ from 0.85x to 0.99x. Measured again at
+1,000 x 1,000 and 96 matvecs (``opu-hal bench randnla --sections trace``, README), plain
+OPU Hutch++ is still 1.16x, 3.61x, 1.54x and 4.24x digital Hutch++ (it was 1.12x, 4.77x,
+1.65x and 2.24x with the 16-frame reference): at this size the noise floor of the
+camera, not the reference's offset, limits its deflation, and the two fixes above keep
+their use.
 
 Other alternatives measured on the same optical data: using the realized OPU matrix as
 test matrix and ``A S`` digitally (1.17x-1.24x, but then the OPU only supplies random
