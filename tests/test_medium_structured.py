@@ -168,6 +168,17 @@ def test_the_device_reports_its_medium(query, reported):
         assert opu.backend.model.medium.kind == ("dense" if reported == "auto" else reported)
 
 
+@pytest.mark.parametrize("scheme", ["emu", "sim"])
+def test_info_names_the_medium_in_use_once_configured(scheme):
+    # medium=auto with a 0.1 MB budget: 64 x 100 entries (51 kB) fit, 1,000 x 100 (800 kB) do not.
+    with OPU(f"{scheme}://?fidelity=ideal&cache_mb=0.1", n_components=100, seed=0, progress=False) as opu:
+        assert opu.info.medium == "auto"  # before any configuration: it depends on the size
+        opu.fit1d(n_features=64)
+        assert opu.info.medium == "dense"
+        opu.fit1d(n_features=1000)
+        assert opu.info.medium == "structured"
+
+
 def test_structured_medium_end_to_end_through_transform():
     n, m = 300, 5000
     x = binary(np.random.default_rng(8), 5, n)
