@@ -39,6 +39,7 @@ state of the process): the history is not carried to another length.
 
 from __future__ import annotations
 
+import functools
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -88,6 +89,7 @@ class StructuredMedium(Medium):
         self._executor: ThreadPoolExecutor | None = None
 
     @staticmethod
+    @functools.lru_cache(maxsize=64)
     def shape(n_features: int, n_outputs: int) -> tuple[int, int]:
         """Grid (L1, L2), L1 <= L2, of the 2-D FFT for N features and M outputs.
 
