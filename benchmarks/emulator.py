@@ -26,7 +26,10 @@ What is measured, each in a fresh Python process (so that its peak resident memo
   ``medium=structured``, ideal and physical, batch ``--full-batch`` (100), next to the bare
   FFT stages the medium does, measured in the same process: three in-place 2-D
   ``scipy.fft.fft2`` of the L1 x L2 grid per row, rows shared among one thread per CPU as
-  the medium shares them (the practical limit, and the reference of the ratio), and, for
+  the medium shares them (the practical limit, and the reference of the ratio; the medium
+  skips the first stage's FFTs of grid rows that hold no input and the last stage's of
+  rows that hold no output, which the bare stages do not, so at 200,000 outputs the ratio
+  can pass 1), and, for
   comparison, three 1-D ``scipy.fft.fft`` of length L per row (the medium's FFT until it
   took the 2-D grid, docs/physics.md section 1.7), with the peak RSS of the transforms
   (taken before the bare FFTs).

@@ -192,20 +192,31 @@ class StructuredMedium(Medium):
         diagonals = self._current(length)
         first = diagonals[0, :n_features] * np.complex64(math.sqrt(length / n_features))  # sqrt(L/N) D1 P_in
         threads = max(1, min(self.workers, batch))
-        fft_workers = max(1, self.workers // threads)  # a lone row's 2-D FFT is spread over the cores
+        fft_workers = max(1, self.workers // threads)  # a lone row's FFTs are spread over the cores
         buffers = self._buffers(threads, length)
+        # Grid rows holding inputs (the rest are zero: their FFTs along axis 1 are skipped in
+        # the first stage) and outputs (only those rows get the last stage's FFTs along axis 1).
+        rows_in, rows_out = -(-n_features // shape[1]), -(-n_outputs // shape[1])
+
+        def fft(grid: np.ndarray, axis: int) -> None:
+            done = scipy.fft.fft(grid, axis=axis, norm="ortho", overwrite_x=True, workers=fft_workers)
+            if not np.may_share_memory(done, grid):  # scipy transforms a complex64 array in place; if not, copy
+                grid[...] = done
 
         def run(thread: int) -> None:
+            work = buffers[thread]
+            grid = work.reshape(shape)
             for row in range(thread, batch, threads):
-                work = buffers[thread]
                 np.multiply(x[row], first, out=work[:n_features], casting="same_kind")
                 work[n_features:] = 0
-                for k in range(_STAGES):
-                    if k:
-                        np.multiply(work, diagonals[k], out=work)
-                    work = scipy.fft.fft2(
-                        work.reshape(shape), norm="ortho", overwrite_x=True, workers=fft_workers
-                    ).reshape(length)
+                fft(grid[:rows_in], 1)  # stage 1: F = F_L1 (x) F_L2, the two axes in either order
+                fft(grid, 0)
+                np.multiply(work, diagonals[1], out=work)
+                fft(grid, 1)
+                fft(grid, 0)
+                np.multiply(work, diagonals[2], out=work)
+                fft(grid, 0)
+                fft(grid[:rows_out], 1)  # the rows beyond the outputs are not needed
                 take(row, work)
 
         if threads == 1:
