@@ -204,6 +204,7 @@ class Firmware(Endpoint):
             roi=applied.roi,
             frame_counter=self.model.next_frame_id,
             clock_us=self.model.time_us,
+            medium=self.model.medium.kind,
         )
         return Reply(MsgType.CONFIGURED, [encode(reply)])
 

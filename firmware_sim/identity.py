@@ -26,7 +26,8 @@ def device_info(model: OPUModel, protocol_version: str, max_batch_frames: int) -
 
     ``protocol_version``: what the device speaks; ``max_batch_frames``: frames one call may hold.
     ``medium``: the model every configuration uses (``dense`` or ``structured``), or ``auto``
-    when ``medium=auto`` gives each configuration the one its size calls for (the model logs it).
+    when ``medium=auto`` gives each configuration the one its size calls for (the model logs it;
+    CONFIGURED names it, and the host's ``DeviceInfo`` then says it).
     """
     p = model.params
     kinds = {model.medium_for(1, 1), model.medium_for(p.n_mirrors, model.max_outputs())}

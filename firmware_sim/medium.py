@@ -67,6 +67,14 @@ def resolve_medium(
     return kind
 
 
+def _check_real_batch(x: np.ndarray) -> None:
+    """TypeError unless x is a real 2-D array (batch, features) with at least one feature."""
+    if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "biuf":
+        described = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
+        raise TypeError(f"x: expected a real 2-D array (batch, features), got {described}")
+    check_int(x.shape[1], "x.shape[1] (features)", low=1)
+
+
 class Medium(ABC):
     """A seeded transmission matrix R (M x N, E|R_ij|^2 = 1/N) with optional drift.
 
@@ -124,13 +132,26 @@ class Medium(ABC):
 
     def field(self, x: np.ndarray, n_outputs: int) -> np.ndarray:
         """Complex field ``R x`` of a batch x (B, N) of real inputs, as complex64 (B, n_outputs)."""
-        if not isinstance(x, np.ndarray) or x.ndim != 2 or x.dtype.kind not in "biuf":
-            described = f"{x.dtype} array of shape {x.shape}" if isinstance(x, np.ndarray) else type(x).__name__
-            raise TypeError(f"x: expected a real 2-D array (batch, features), got {described}")
-        check_int(x.shape[1], "x.shape[1] (features)", low=1)
+        _check_real_batch(x)
         n_outputs = check_int(n_outputs, "n_outputs", low=1)
         with self._lock:
             return self._do_field(x, n_outputs)
+
+    def intensity(self, x: np.ndarray, n_outputs: int, scale: float | np.ndarray = 1.0) -> np.ndarray:
+        """Intensity ``scale |R x|^2`` of a batch x (B, N) of real inputs, as float32 (B, n_outputs).
+
+        ``scale``: a factor (dimensionless, or the units the caller wants per unit of
+        ``|R x|^2``), one for the batch or one per row (shape (B,)).
+        """
+        _check_real_batch(x)
+        n_outputs = check_int(n_outputs, "n_outputs", low=1)
+        scales = np.asarray(scale, dtype=np.float32)
+        if scales.ndim == 0:
+            scales = np.full(x.shape[0], scales)
+        if scales.shape != (x.shape[0],):
+            raise ValueError(f"scale: expected a number or one per row ({x.shape[0]},), got shape {scales.shape}")
+        with self._lock:
+            return self._do_intensity(x, n_outputs, scales)
 
     def matrix(self, n_outputs: int, n_features: int, features: np.ndarray | None = None) -> np.ndarray:
         """Ground truth R (complex64, n_outputs x n_features) at the current time, or its columns ``features``.
@@ -179,6 +200,14 @@ class Medium(ABC):
     @abstractmethod
     def _estimate_seconds(self, batch: int, n_features: int, n_outputs: int) -> float:
         """Compute time (s) of a product of validated sizes."""
+
+    def _do_intensity(self, x: np.ndarray, n_outputs: int, scales: np.ndarray) -> np.ndarray:
+        """``scales[:, None] |R x|^2`` for validated x (B, N); float32 (B, n_outputs). By default from the field."""
+        parts = self._do_field(x, n_outputs).view(np.float32).reshape(x.shape[0], n_outputs, 2)
+        out = np.square(parts[..., 0])
+        out += np.square(parts[..., 1])
+        out *= scales[:, None]
+        return out
 
     def _do_matrix(self, n_outputs: int, n_features: int, features: np.ndarray | None) -> np.ndarray:
         """Columns of R, by applying the medium to unit vectors, a unit's worth at a time."""

@@ -276,12 +276,17 @@ class OPUModel:
                 out[b, :, :, part] = blurred[pad : pad + rows, pad : pad + width]
         return out.reshape(u.shape[0], rows * width * 2).view(np.complex64)
 
-    def intensity(self, features: np.ndarray) -> np.ndarray:
-        """Exact ``|R x|^2``, float32 (B, n_components)."""
-        parts = self.field(features).view(np.float32).reshape(features.shape[0], -1, 2)
-        out = np.square(parts[..., 0])
-        out += np.square(parts[..., 1])
-        return out
+    def intensity(self, features: np.ndarray, scale: float | np.ndarray = 1.0) -> np.ndarray:
+        """Exact ``|R x|^2`` times ``scale`` (one number, or one per row), float32 (B, n_components)."""
+        if self.params.grain_px > 1:
+            parts = self.field(features).view(np.float32).reshape(features.shape[0], -1, 2)
+            out = np.square(parts[..., 0])
+            out += np.square(parts[..., 1])
+            out *= np.asarray(scale, dtype=np.float32).reshape(-1, 1)
+            return out
+        # The medium squares its field in place: no complex copy of the outputs, one pass for the light.
+        n_out = self._field_outputs(self._require_config().n_components)
+        return self.medium.intensity(features, n_out, np.float32(self.lit_fraction) * np.asarray(scale, np.float32))
 
     def transmission_matrix(self, features: np.ndarray | None = None) -> np.ndarray:
         """Ground truth R (complex64, n_components x n_features) at the current device time.
@@ -331,12 +336,11 @@ class OPUModel:
 
     def _frames(self, features: np.ndarray, frame_ids: np.ndarray, power: np.ndarray | None) -> np.ndarray:
         """Frames of some rows: ``|R x|^2`` (ideal), or the camera's counts with laser power ``power`` (relative)."""
-        intensity = self.intensity(features)
         if power is None:
-            return intensity
+            return self.intensity(features)
         exposure_us = self._require_config().exposure_us
-        intensity *= (power * np.float32(self.params.electrons_per_intensity_per_us * exposure_us))[:, None]
-        return self.camera.expose(intensity, exposure_us, frame_ids)
+        electrons = self.intensity(features, power * np.float32(self.params.electrons_per_intensity_per_us * exposure_us))
+        return self.camera.expose(electrons, exposure_us, frame_ids)
 
     def close(self) -> None:
         """Release the matrix and worker threads."""

@@ -90,7 +90,8 @@ class DeviceInfo(BaseModel):
         None,
         description="transmission-matrix model of an emulated device: 'dense' (i.i.d. Gaussian matrix), "
         "'structured' (FFT-based), or 'auto' (dense for configurations whose matrix fits the emulator's "
-        "memory budget, structured beyond); None for hardware",
+        "memory budget, structured beyond) until a configuration is applied, then the model that "
+        "configuration uses ('dense' or 'structured'); None for hardware",
     )
 
     def nominal_scale(self, exposure_us: float) -> tuple[float, float]:

@@ -12,6 +12,7 @@ import warnings
 
 import numpy as np
 import pytest
+import scipy.fft
 from scipy import stats
 
 from firmware_sim import EmulatorParams, OPUModel
@@ -167,6 +168,17 @@ def test_the_device_reports_its_medium(query, reported):
         assert opu.backend.model.medium.kind == ("dense" if reported == "auto" else reported)
 
 
+@pytest.mark.parametrize("scheme", ["emu", "sim"])
+def test_info_names_the_medium_in_use_once_configured(scheme):
+    # medium=auto with a 0.1 MB budget: 64 x 100 entries (51 kB) fit, 1,000 x 100 (800 kB) do not.
+    with OPU(f"{scheme}://?fidelity=ideal&cache_mb=0.1", n_components=100, seed=0, progress=False) as opu:
+        assert opu.info.medium == "auto"  # before any configuration: it depends on the size
+        opu.fit1d(n_features=64)
+        assert opu.info.medium == "dense"
+        opu.fit1d(n_features=1000)
+        assert opu.info.medium == "structured"
+
+
 def test_structured_medium_end_to_end_through_transform():
     n, m = 300, 5000
     x = binary(np.random.default_rng(8), 5, n)
@@ -216,3 +228,50 @@ def test_drift_decorrelates_outputs_as_the_dense_law():
             assert abs(np.mean(np.abs(r) ** 2) * n - 1) < 0.02
     finally:
         medium.close()
+
+
+def test_the_medium_is_the_documented_product_of_2d_ffts_and_phase_diagonals():
+    # R = sqrt(L/N) P_out F D3 F D2 F D1 P_in with F the unitary 2-D DFT of the L1 x L2 grid.
+    n, m = 700, 1000
+    medium = StructuredMedium(seed=3)
+    try:
+        shape = medium.shape(n, m)
+        assert shape == (32, 32)
+        r = medium.matrix(m, n).astype(np.complex128)
+        d = medium._current(shape[0] * shape[1]).astype(np.complex128)
+    finally:
+        medium.close()
+    u = np.zeros((n, shape[0] * shape[1]), np.complex128)
+    u[np.arange(n), np.arange(n)] = 1.0  # one unit vector per row
+    for k in range(3):
+        u = np.fft.fft2((u * d[k]).reshape(n, *shape), norm="ortho").reshape(n, -1)
+    np.testing.assert_allclose(r, (u[:, :m] * math.sqrt(u.shape[1] / n)).T, atol=1e-5)
+
+
+@pytest.mark.parametrize("n, m", [(1024, 1024), (1000, 1039), (1_039_680, 2_000_000), (1_039_680, 200_000)])
+def test_the_grid_is_fast_and_no_longer_than_the_1d_fast_length(n, m):
+    first, second = StructuredMedium.shape(n, m)
+    assert first <= second
+    assert scipy.fft.next_fast_len(first) == first and scipy.fft.next_fast_len(second) == second
+    assert max(n, m, 1024) <= first * second <= scipy.fft.next_fast_len(max(n, m, 1024))
+
+
+def test_intensity_is_the_scaled_squared_field_whatever_the_threads():
+    x = binary(np.random.default_rng(11), 5, 1500)
+    scale = np.linspace(0.5, 2.0, 5, dtype=np.float32)
+    fields, intensities, lone = [], [], []
+    for workers in (1, 2, 3):
+        medium = StructuredMedium(seed=4, workers=workers)
+        try:
+            fields.append(medium.field(x, 1200))
+            intensities.append(medium.intensity(x, 1200, scale))
+            lone.append(medium.intensity(x[:1], 1200))  # a lone row: its FFT on every worker
+        finally:
+            medium.close()
+    for field, intensity, one in zip(fields, intensities, lone):
+        np.testing.assert_array_equal(field, fields[0])
+        np.testing.assert_array_equal(intensity, intensities[0])
+        np.testing.assert_array_equal(one, intensities[0][:1] / scale[0])
+    np.testing.assert_allclose(intensities[0], np.abs(fields[0]) ** 2 * scale[:, None], rtol=1e-5)
+    with pytest.raises(ValueError, match="scale"):
+        StructuredMedium(seed=4).intensity(x, 1200, scale[:2])

@@ -35,11 +35,16 @@ class DeviceConfig:
 
 @dataclass(frozen=True)
 class AppliedConfig:
-    """What the device put in force: exposure and frametime (us), output ROI (y0, x0, rows, columns)."""
+    """What the device put in force: exposure and frametime (us), output ROI (y0, x0, rows, columns).
+
+    ``medium``: the transmission-matrix model an emulated device uses for this
+    configuration (``dense`` or ``structured``); None for hardware.
+    """
 
     exposure_us: float
     frametime_us: float
     output_roi: tuple[int, int, int, int]
+    medium: str | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +138,8 @@ class Backend(ABC):
             )
         applied = self._do_configure(config)
         self._config, self._applied_config = config, applied
+        if applied.medium is not None and applied.medium != self._info.medium:  # auto resolved for this size
+            self._info = self._info.model_copy(update={"medium": applied.medium})
         return applied
 
     def estimate_seconds(self, batch: int) -> float:

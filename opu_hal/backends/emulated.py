@@ -40,7 +40,7 @@ class EmulatedBackend(Backend):
             config.frametime_us,
             mirrors_per_feature=config.layout.factor**2,
         )
-        return AppliedConfig(applied.exposure_us, applied.frametime_us, applied.roi)
+        return AppliedConfig(applied.exposure_us, applied.frametime_us, applied.roi, self.model.medium.kind)
 
     def _do_acquire(self, features: np.ndarray) -> Frames:
         acq = self.model.acquire(features)

@@ -176,7 +176,7 @@ class WireBackend(Backend):
             clock_us=clock_us,
         )
         reply = decode_reply(ConfiguredReply, self.client.request(Request(MsgType.CONFIGURE, [encode(body)])).payload)
-        applied = AppliedConfig(reply.exposure_us, reply.frametime_us, reply.roi)
+        applied = AppliedConfig(reply.exposure_us, reply.frametime_us, reply.roi, reply.medium)
         self._counters = (reply.frame_counter, reply.clock_us)
         self._configured_boot = self.client.hello.boot_id
         if self._packer is None or self._packer.layout != config.layout:

@@ -199,9 +199,13 @@ class ConfigureRequest(Body):
 
 
 class ConfiguredReply(ReplyBody):
-    """CONFIGURED: the applied timing (us), the camera ROI [y0, x0, rows, columns] and the counters."""
+    """CONFIGURED: the applied timing (us), the camera ROI [y0, x0, rows, columns] and the counters.
+
+    ``medium``: an emulator's transmission-matrix model for this configuration; left out by hardware.
+    """
 
     MESSAGE: ClassVar[str] = "CONFIGURED"
+    OMIT_IF_NONE: ClassVar[frozenset[str]] = frozenset({"medium"})
 
     exposure_us: ExposureUs
     frametime_us: FrametimeUs
@@ -210,6 +214,7 @@ class ConfiguredReply(ReplyBody):
     ]
     frame_counter: FrameCounter
     clock_us: ClockUs
+    medium: Literal["dense", "structured"] | None = None
 
 
 # ---------------------------------------------------------------------------- ACQUIRE / FRAMES
