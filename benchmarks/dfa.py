@@ -1,8 +1,9 @@
 """Direct Feedback Alignment: BP vs digital DFA vs optical DFA on the emulator (physical, 8-bit camera).
 
 Run: ``python benchmarks/dfa.py`` or ``opu-hal bench dfa`` (from the repository; the full run
-took 506 s on 2 shared cores, most of it in the emulated camera of the optical runs, and
-takes several times longer under load;
+took 506 s on 2 shared cores before the conv task (``--tasks conv`` alone: 486 s at a load
+average of 14 to 20), most of it in the emulated camera of the optical runs, and takes
+several times longer under load;
 ``--quick``, about a minute: 1 seed, 1 epoch on 500 training samples or 200 sequences, a
 smoke test of every path, not a measurement). Options: ``--seeds`` (default 3), ``--epochs`` (MLP
 tasks), ``--transformer-epochs``, ``--tasks``, ``--device``.
@@ -20,6 +21,12 @@ on a validation split of the training set, never on the test set):
   sequences of 16 tokens, Adam lr 4e-3 with cosine decay (best of 2e-3, 3e-3, 4e-3, 6e-3 on
   a 1,600 / 400 split of the training sequences; the chain's entropy rate, the best
   possible loss, is printed);
+- ``conv``: a small CNN (two 3 x 3 convolutions of 16 and 32 channels, tanh, 2 x 2
+  max-pool, a linear head) on scikit-learn's 8 x 8 digits, 1,437 / 360, Adam lr 1e-3, 15
+  epochs (the hyper-parameters of ``examples/dfa_digits_conv.py``, fixed before any DFA
+  run); a marker on each conv layer's output after its pool, in every mode, then (digital DFA
+  only) markers before the pools, on the full feature maps, the placement of issue 16's
+  first measurement;
 - ``gcn``: a 2-layer graph convolutional network (500-64-7, tanh, a marker on the
   aggregated hidden node features, so the feedback reaches the training nodes' neighbours
   through the fixed adjacency; chosen on the validation nodes) on a Cora-like stochastic block model graph (2,708 nodes, 7 classes,
@@ -65,11 +72,13 @@ import torch  # noqa: E402
 from dfa_common import (  # noqa: E402
     GCN,
     MLP,
+    ConvNet,
     Dataset,
     RunResult,
     Transformer,
     describe,
     loss_fn,
+    digits,
     markov_task,
     mnist1d,
     mnist5k,
@@ -81,7 +90,7 @@ from opu_hal import OPU  # noqa: E402
 
 MODES = ("bp", "digital", "optical", "output")
 DEVICE_POWER_W = 30.0  # electrical power of an OPU (laser, DMD, camera, cooling), the figure the issue states
-TASKS = ("mnist5k", "mnist1d", "transformer", "gcn", "overhead")
+TASKS = ("mnist5k", "mnist1d", "transformer", "conv", "gcn", "overhead")
 
 
 def verdict(args: argparse.Namespace, ok: bool) -> str:
@@ -92,11 +101,12 @@ def verdict(args: argparse.Namespace, ok: bool) -> str:
 
 
 def run_task(name: str, data: Any, build: Callable[..., torch.nn.Module], args: argparse.Namespace, epochs: int,
-             trainer: Callable[..., RunResult] = train, **train_args: Any) -> dict[str, list[RunResult]]:
-    """Train every mode for every seed; print one line per run."""
-    results: dict[str, list[RunResult]] = {mode: [] for mode in MODES}
+             trainer: Callable[..., RunResult] = train, modes: tuple[str, ...] = MODES,
+             **train_args: Any) -> dict[str, list[RunResult]]:
+    """Train every mode (of ``modes``) for every seed; print one line per run."""
+    results: dict[str, list[RunResult]] = {mode: [] for mode in modes}
     for seed in range(args.seeds):
-        for mode in MODES:
+        for mode in modes:
             torch.manual_seed(seed)
             opu = OPU(args.device, n_components=1, seed=seed, progress=False) if mode == "optical" else None
             model = build(mode=mode, opu=opu, seed=seed)
@@ -133,10 +143,11 @@ def energy(name: str, results: dict[str, list[RunResult]]) -> None:
     optical = results["optical"]
     frames = statistics.fmean(r.frames / max(r.steps, 1) for r in optical)
     frametime_ms = statistics.fmean(r.frametime_us for r in optical) / 1e3
-    step_ms = {mode: statistics.fmean(1e3 * r.wall_s / max(r.steps, 1) for r in results[mode]) for mode in ("digital", "bp")}
+    steps = [f"{label} step {statistics.fmean(1e3 * r.wall_s / max(r.steps, 1) for r in results[mode]):.2f} ms"
+             for mode, label in (("digital", "digital DFA"), ("bp", "BP")) if mode in results]
     print(f"  {name} optical feedback per step: {frames:.1f} frames x {frametime_ms:.3f} ms frametime = "
           f"{frames * frametime_ms:.2f} ms, x {DEVICE_POWER_W:.0f} W = {frames * frametime_ms * DEVICE_POWER_W:.1f} mJ; "
-          f"digital DFA step {step_ms['digital']:.2f} ms, BP step {step_ms['bp']:.2f} ms (wall)")
+          f"{', '.join(steps)} (wall)")
 
 
 def min_alignment(results: dict[str, list[RunResult]]) -> float:
@@ -193,6 +204,25 @@ def bench_transformer(args: argparse.Namespace) -> None:
           + verdict(args, loss["output"] - entropy > 2 * (loss["optical"] - entropy)))
     low = min_alignment(results)
     print(f"  lowest per-layer alignment of any DFA run: {low:.2f} (target > 0.2)" + verdict(args, low > 0.2))
+
+
+def bench_conv(args: argparse.Namespace) -> None:
+    data = subset(digits(), 500 if args.quick else None)
+    epochs = 1 if args.quick else 15
+    print(f"Conv net (3 x 3 convolutions 1-16-32, tanh, 2 x 2 max-pool, linear head), scikit-learn digits 8 x 8, "
+          f"{len(data.y_train):,} / {len(data.y_test):,}, Adam lr 1e-3, batch 32, {epochs} epochs, {args.seeds} seed(s)")
+    print("  markers after the pools (16 x 4 x 4 and 32 x 2 x 2 feedback values per sample):")
+    results = run_task("conv", data, lambda **kw: ConvNet(8, after_pool=True, **kw), args, epochs, lr=1e-3)
+    acc = summarise("conv", results, "test_accuracy")
+    energy("conv", results)
+    print("  markers before the pools (16 x 8 x 8 and 32 x 4 x 4 values; BP and output-only runs are the same as above):")
+    before = run_task("conv-unpooled", data, lambda **kw: ConvNet(8, after_pool=False, **kw), args, epochs, lr=1e-3,
+                      modes=("digital",))
+    unpooled = summarise("conv-unpooled", before, "test_accuracy")["digital"]
+    for label, value in (("digital DFA", acc["digital"]), ("optical DFA", acc["optical"]),
+                         ("digital DFA, markers before the pools,", unpooled)):
+        gap = value - acc["output"]
+        print(f"  conv {label} - output layer only: {gap:+.2f} points (target >= 3, issue 16)" + verdict(args, gap >= 3))
 
 
 def bench_gcn(args: argparse.Namespace) -> None:
@@ -291,8 +321,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(1)  # small models: one intra-op thread is fastest on a shared machine
     start = time.perf_counter()
     for task in tasks:
-        {"mnist5k": bench_mnist5k, "mnist1d": bench_mnist1d, "transformer": bench_transformer, "gcn": bench_gcn,
-         "overhead": bench_overhead}[task](args)
+        {"mnist5k": bench_mnist5k, "mnist1d": bench_mnist1d, "transformer": bench_transformer, "conv": bench_conv,
+         "gcn": bench_gcn, "overhead": bench_overhead}[task](args)
     print(f"total {time.perf_counter() - start:.0f} s")
     return 0
 

@@ -207,12 +207,21 @@ class MLP(nn.Module):
 
 
 class ConvNet(nn.Module):
-    """Two 3 x 3 convolutions (tanh, 2 x 2 max-pool), a marker on each feature map, a linear head."""
+    """Two 3 x 3 convolutions (tanh, 2 x 2 max-pool), a marker on each, a linear head.
 
-    def __init__(self, side: int, channels: tuple[int, int] = (16, 32), *, mode: str = "digital", opu: OPU | None = None,
-                 seed: int = 0, **dfa: Any) -> None:
+    ``after_pool=False``: each marker on the full feature map, after the activation and before
+    the pool (16 x 8 x 8 and 32 x 4 x 4 feedback values per sample on 8 x 8 images);
+    ``after_pool=True``: after the pool (16 x 4 x 4 and 32 x 2 x 2), so the max-pool hands each
+    window's feedback to its strongest position only, as backpropagation's gradient goes. On
+    scikit-learn's digits (``benchmarks/dfa.py --tasks conv``) only the second placement beats
+    training the output layer alone (see the README's figures).
+    """
+
+    def __init__(self, side: int, channels: tuple[int, int] = (16, 32), *, after_pool: bool = False,
+                 mode: str = "digital", opu: OPU | None = None, seed: int = 0, **dfa: Any) -> None:
         super().__init__()
         self.side = side
+        self.after_pool = after_pool
         self.conv1 = nn.Conv2d(1, channels[0], 3, padding=1)
         self.conv2 = nn.Conv2d(channels[0], channels[1], 3, padding=1)
         self.head = nn.Linear(channels[1] * (side // 4) ** 2, 10)
@@ -220,8 +229,9 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x.reshape(-1, 1, self.side, self.side)
-        x = F.max_pool2d(self.markers[0](torch.tanh(self.conv1(x))), 2)
-        x = F.max_pool2d(self.markers[1](torch.tanh(self.conv2(x))), 2)
+        for conv, marker in zip((self.conv1, self.conv2), self.markers):
+            h = torch.tanh(conv(x))
+            x = marker(F.max_pool2d(h, 2)) if self.after_pool else F.max_pool2d(marker(h), 2)
         return self.dfa(self.head(x.flatten(1)))
 
 

@@ -107,3 +107,43 @@ def test_sbm_graph_is_cora_like_and_a_gcn_trains_above_chance_with_digital_dfa(c
     result = common["train_graph"](model, graph, epochs=30)
     assert result.test_accuracy > 3 * 100 / 7  # chance: 14.3 %
     assert result.alignment["hidden1"] > 0.2
+
+
+def test_bench_dfa_conv_task_reports_every_mode_both_placements_and_the_gaps_through_the_cli() -> None:
+    run = subprocess.run([sys.executable, "-m", "opu_hal.cli", "bench", "dfa", "--quick", "--tasks", "conv"],
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    out = run.stdout
+    assert "scikit-learn digits 8 x 8, 500 / 360, Adam lr 1e-3, batch 32, 1 epochs, 1 seed(s)" in out
+    for mode in ("bp", "digital", "optical", "output"):
+        assert re.search(rf"conv +{mode} seed 0: test accuracy +[\d.]+ %", out), mode
+        assert re.search(rf"conv +{mode}: test accuracy [\d.]+ over 1 seed", out), mode
+    # the conv layers' alignment, per layer, in both DFA modes and in the placement before the pools
+    for name in ("conv +digital", "conv +optical", "conv-unpooled +digital"):
+        assert re.search(rf"{name}: test accuracy [\d.]+ over 1 seed\(s\), alignment hidden1 -?[\d.]+ hidden2 -?[\d.]+",
+                         out), name
+    assert re.search(r"conv optical feedback per step: [\d.]+ frames x [\d.]+ ms frametime", out)
+    for label in ("digital DFA", "optical DFA", "digital DFA, markers before the pools,"):
+        assert re.search(rf"conv {label} - output layer only: [+-][\d.]+ points \(target >= 3", out), label
+    assert "[--quick: not judged]" in out and "[meets target]" not in out
+
+
+def test_conv_net_markers_after_the_pools_feed_back_to_each_window_s_strongest_position_only(common: dict) -> None:
+    torch.manual_seed(0)
+    x = torch.rand(4, 64)
+    grads = {}
+    for after_pool in (False, True):
+        torch.manual_seed(0)
+        model = common["ConvNet"](8, after_pool=after_pool, mode="digital", seed=0)
+        feature_map: list[torch.Tensor] = []
+
+        def keep(module: torch.nn.Module, inputs: tuple, out: torch.Tensor) -> None:
+            out.retain_grad()
+            feature_map.append(out)
+
+        model.conv1.register_forward_hook(keep)
+        model(x).sum().backward()
+        grads[after_pool] = feature_map[0].grad  # dL/d(conv1 pre-activation), (4, 16, 8, 8)
+    windows = lambda g: g.reshape(4, 16, 4, 2, 4, 2).permute(0, 1, 2, 4, 3, 5).reshape(4, 16, 4, 4, 4)  # noqa: E731
+    assert int((windows(grads[True]) != 0).sum(-1).max()) == 1  # one position per 2 x 2 window: the max-pool's choice
+    assert int((windows(grads[False]) != 0).sum(-1).min()) == 4  # before the pool: every position gets feedback

@@ -42,7 +42,8 @@ In training code:
 - a marker that runs again before the output starts a new pass: an exception between a
   marker and the output leaves nothing behind;
 - the markers of a ``torch.nn.DataParallel`` replica (a shallow copy) raise a RuntimeError:
-  use ``torch.nn.parallel.DistributedDataParallel`` (one process per device);
+  use ``torch.nn.parallel.DistributedDataParallel`` (one process per device; its processes
+  make the update of one process on their concatenated batches);
 - at the first DFA step, autograd's graph is checked once: a marked layer whose parameters
   the output also reaches around its marker (a skip connection) gets a warning naming it, as
   those parameters receive BP gradient on top of the feedback.
