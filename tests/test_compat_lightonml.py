@@ -199,3 +199,14 @@ def test_long_transform_shows_a_progress_bar_whatever_the_verbosity(verbose_leve
         shim.set_verbose_level(0)
     err = capfd.readouterr().err
     assert "/12" in err and "frame" in err  # tqdm's bar, counting the 12 frames
+
+
+def test_the_full_size_example_runs_on_the_whole_dmd():
+    # examples/lightonml_full_size.py, lightonml's benchmark configuration, at a few rows and a
+    # small camera read-out: it fits the whole 1,039,680-mirror DMD and transforms packed rows.
+    import runpy
+    from pathlib import Path
+
+    example = runpy.run_path(str(Path(__file__).parent.parent / "examples" / "lightonml_full_size.py"))
+    figures = example["main"](["--rows", "3", "--n-components", "2040", "--fidelity", "ideal"])
+    assert figures["rows"] == 3 and figures["rows_per_s"] > 0 and 0 < figures["peak_rss_mb"] < 2048
