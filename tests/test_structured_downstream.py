@@ -1,5 +1,7 @@
 """Downstream algorithms on the structured medium against the dense one (issue 14, "Done when").
 
+rsvd (last test) has an absolute target instead: within 1.02x optimal with one power iteration.
+
 Each figure is measured on ``emu://?medium=dense`` and ``emu://?medium=structured`` with the
 same seed and settings (physical fidelity, default 8-bit camera), and the structured figure
 must lie within 10 % of the dense one on either side: |err_structured - err_dense| <= 0.1
@@ -21,8 +23,6 @@ from benchmarks import randnla
 from calibration.linear import calibrate_linear, true_linear_map
 from calibration.tm import aligned_relative_error, retrieve_transmission_matrix
 from opu_hal import OPU
-from opu_hal.randnla.lowrank import rsvd
-from opu_hal.randnla.sketch import OPUSketch
 from test_calibration_linear import measured_errors
 
 N = M = 256
@@ -77,3 +77,16 @@ def test_linear_calibration_error_on_the_structured_medium_is_within_ten_percent
     dense, structured = linear_errors["dense"][inputs], linear_errors["structured"][inputs]
     assert dense <= {"binary": 0.045, "real": 0.06}[inputs]  # the dense bounds of tests/test_calibration_linear.py
     assert within_ten_percent(structured, dense), linear_errors
+
+
+def test_rsvd_with_one_power_iteration_and_an_opu_sketch_on_the_structured_medium_is_within_2_percent_of_optimal(capsys):
+    # The RandNLA bench's matrices and optimum (benchmarks/randnla.py) at its --quick sizes.
+    # Measured: 1.0001-1.0034 here; 1.0003-1.0077 at the bench's 2,000 x 1,000, rank 20
+    # (dense: 1.0000-1.0096), and HMT 2011 Thm 10.7 gives this order with one power step.
+    with OPU("emu://?medium=structured", n_components=25, seed=0, progress=False) as opu:
+        rows = randnla.bench_rsvd(opu, m=150, n=64, rank=6, oversampling=6, seed=0)
+        assert opu.backend.model.medium.kind == "structured"
+    assert "OPU medium structured" in capsys.readouterr().out
+    optical = {r["matrix"]: r["err_over_opt"] for r in rows if r["method"] == "OPU, q=1"}
+    assert set(optical) == {"poly 1/j", "poly 1/j^2", "exp 0.9^j", "low rank + noise"}
+    assert all(1 - 1e-9 <= e <= 1.02 for e in optical.values()), optical
