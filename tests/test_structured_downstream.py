@@ -45,7 +45,7 @@ def tm_errors() -> dict[str, float]:
 
 
 def test_tm_retrieval_error_on_the_structured_medium_is_within_ten_percent_of_dense(tm_errors):
-    # scheme D, S = 8, K = 3N (tests/test_tm.py): 0.041 dense, 0.040 structured at seed 7
+    # scheme D, S = 8, K = 3N (tests/test_tm.py): 0.0406 dense, 0.0404 structured at seed 7
     assert tm_errors["dense"] <= 0.10
     assert within_ten_percent(tm_errors["structured"], tm_errors["dense"]), tm_errors
 
@@ -75,6 +75,7 @@ def linear_errors() -> dict[str, dict[str, float]]:
 @pytest.mark.parametrize("inputs", ["binary", "real"])
 def test_linear_calibration_error_on_the_structured_medium_is_within_ten_percent_of_dense(linear_errors, inputs):
     dense, structured = linear_errors["dense"][inputs], linear_errors["structured"][inputs]
+    # measured: binary 0.0309 dense, 0.0307 structured; 8-bit real 0.0448 dense, 0.0445 structured
     assert dense <= {"binary": 0.045, "real": 0.06}[inputs]  # the dense bounds of tests/test_calibration_linear.py
     assert within_ten_percent(structured, dense), linear_errors
 
