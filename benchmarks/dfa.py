@@ -6,7 +6,9 @@ average of 14 to 20), most of it in the emulated camera of the optical runs, and
 several times longer under load;
 ``--quick``, about a minute: 1 seed, 1 epoch on 500 training samples or 200 sequences, a
 smoke test of every path, not a measurement). Options: ``--seeds`` (default 3), ``--epochs`` (MLP
-tasks), ``--transformer-epochs``, ``--tasks``, ``--device``.
+tasks), ``--transformer-epochs``, ``--tasks``, ``--device`` (the OPU URL of the optical runs) and
+``--medium dense|structured|auto`` (sets the emulator's ``medium`` key of that URL, e.g. to
+compare the optical feedback of the structured medium with the dense one's).
 
 Tasks (data shipped in a package or generated, see ``examples/dfa_common.py``), each trained
 in the modes ``bp``, ``digital``, ``optical`` and ``output`` (only the output layer trained)
@@ -52,6 +54,7 @@ import argparse
 import statistics
 import sys
 import time
+import urllib.parse
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -152,6 +155,15 @@ def energy(name: str, results: dict[str, list[RunResult]]) -> None:
 
 def min_alignment(results: dict[str, list[RunResult]]) -> float:
     return min(v for mode in ("digital", "optical") for r in results[mode] for v in r.alignment.values())
+
+
+def with_medium(url: str, medium: str | None) -> str:
+    """``url`` with its ``medium`` query key set to ``medium`` (replacing any); ``url`` itself for None."""
+    if medium is None:
+        return url
+    base, _, query = url.partition("?")
+    keys = [(k, v) for k, v in urllib.parse.parse_qsl(query, keep_blank_values=True) if k != "medium"]
+    return f"{base}?{urllib.parse.urlencode([*keys, ('medium', medium)])}"
 
 
 def subset(data: Dataset, n_train: int | None) -> Dataset:
@@ -310,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gcn-epochs", type=int, default=100, help="epochs of the GCN (default 100; 5 with --quick)")
     parser.add_argument("--tasks", default=",".join(TASKS), help=f"comma-separated subset of {','.join(TASKS)}")
     parser.add_argument("--device", default="emu://?fidelity=physical&bit_depth=8", help="OPU URL of the optical runs")
+    parser.add_argument("--medium", choices=("dense", "structured", "auto"), default=None,
+                        help="the emulator's medium of the optical runs (sets the medium key of --device; "
+                             "default: the URL's, else auto)")
     args = parser.parse_args(argv)
+    args.device = with_medium(args.device, args.medium)
     args.seeds = args.seeds or (1 if args.quick else 3)
     args.epochs = args.epochs or (1 if args.quick else 20)
     args.transformer_epochs = args.transformer_epochs or (1 if args.quick else 12)
@@ -319,6 +335,7 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         parser.error(f"--tasks: expected names from {','.join(TASKS)}, got {','.join(unknown)}")
     torch.set_num_threads(1)  # small models: one intra-op thread is fastest on a shared machine
+    print(f"optical feedback on {args.device}")
     start = time.perf_counter()
     for task in tasks:
         {"mnist5k": bench_mnist5k, "mnist1d": bench_mnist1d, "transformer": bench_transformer, "conv": bench_conv,

@@ -10,7 +10,8 @@ Sections (each printing ratios measured in the same run):
   rank plus noise); Frobenius error relative to the optimal rank-k error for the exact
   SVD, scikit-learn ``randomized_svd``, the digital Gaussian sketch, the CountSketch
   baseline (one nonzero per row of S) and the OPU sketch at equal sketch size, with wall
-  time and device frames.
+  time and device frames; the header names the OPU's medium
+  (``--device "emu://?medium=structured"`` for the structured one).
 - ``trace``: Hutch++ (also with one digital power step), Nyström++ (and the other
   estimators) with digital and OPU sketches over repeated trials: median relative error
   and signed bias, against digital Hutch++.
@@ -128,7 +129,9 @@ def bench_rsvd(opu: Any, m: int, n: int, rank: int, oversampling: int, seed: int
     from sklearn.utils.extmath import randomized_svd
 
     size = rank + oversampling
-    print(f"\n== rsvd: {m} x {n}, rank {rank}, sketch {size} (oversampling {oversampling}), 1 power iteration ==")
+    medium = opu.info.medium or "hardware"
+    print(f"\n== rsvd: {m} x {n}, rank {rank}, sketch {size} (oversampling {oversampling}), 1 power iteration, "
+          f"OPU medium {medium} ==")
     print(f"{'matrix':<18}{'method':<28}{'err/opt':>9}{'vs sklearn':>11}{'wall s':>8}{'frames':>8}{'device s':>9}")
     rows = []
     for name, A in test_matrices(m, n, rank, seed).items():

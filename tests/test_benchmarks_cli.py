@@ -62,3 +62,20 @@ def test_bench_without_the_benchmarks_package_ends_with_a_clear_error(monkeypatc
     monkeypatch.setitem(sys.modules, "benchmarks.dfa", None)  # what an import that cannot be done raises
     assert cli.main(["bench", "dfa", "--quick"]) == 2
     assert "opu-hal bench dfa: cannot load benchmarks.dfa" in capsys.readouterr().err
+
+
+def test_bench_dfa_medium_sets_the_medium_of_the_optical_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    # --medium replaces the medium key of --device (issue 14: optical DFA on the structured medium vs the dense one)
+    assert cli.main(["bench", "dfa", "--quick", "--tasks", "mnist5k", "--device", "emu://?bit_depth=8&medium=dense",
+                     "--medium", "structured"]) == 0
+    out = capsys.readouterr().out
+    assert "optical feedback on emu://?bit_depth=8&medium=structured\n" in out
+    optical = next(line for line in out.splitlines() if "optical seed 0" in line)
+    assert " 0 frames" not in optical and "training frames per step" in optical
+
+
+def test_bench_dfa_refuses_an_unknown_medium(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "dfa", "--medium", "foam"])
+    assert exit_info.value.code == 2
+    assert "argument --medium: invalid choice: 'foam'" in capsys.readouterr().err
