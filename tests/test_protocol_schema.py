@@ -185,10 +185,15 @@ def test_configure_restores_valid_counters(peer):
 
 
 @pytest.mark.parametrize("peer", ["serve"], indirect=True)
-def test_serve_keeps_the_shared_device_counters_on_configure(peer):
+def test_serve_sets_the_clients_frame_counter_and_keeps_the_shared_clock_on_configure(peer):
+    # docs/protocol.md section 6: serve numbers each client's frames from the client's own
+    # counter, which CONFIGURE's frame_counter sets (a re-planned call keeps its frame ids);
+    # the clock is the shared device's, so a CONFIGURE cannot move timestamps back.
     before = status(peer)
     applied = peer.json(MsgType.CONFIGURE, configure(frame_counter=2**63 - 10, clock_us=5e6), MsgType.CONFIGURED)
-    assert (applied["frame_counter"], applied["clock_us"]) == (before["frame_counter"], before["clock_us"])
+    assert applied["frame_counter"] == 2**63 - 10
+    assert applied["clock_us"] == before["clock_us"]
+    assert status(peer)["frame_counter"] == 2**63 - 10
 
 
 # ---------------------------------------------------------------------------- malformed requests
