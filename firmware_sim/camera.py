@@ -9,29 +9,35 @@ Optional fixed-pattern non-uniformities: PRNU (relative gain per pixel), DSNU (a
 zero-mean dark offset per pixel, electrons, added to the signal without shot noise, so
 the mean dark level is unchanged) and hot pixels (stuck at the ADC maximum).
 
-One standard normal z per pixel and frame carries the temporal noise. Below
-``_GAUSS_ABOVE_E`` mean electrons the shot noise is drawn exactly (Poisson) and z is the
-read noise: ``e = Poisson(mu) + sigma_read z``. Above, shot and read noise take their
-joint normal limit, ``e = mu + sqrt(mu + sigma_read^2) z`` (the two laws agree to well
-within the ADC's quantisation there); the full-well cap then keeps the read noise of a
-full pixel, ``e = min(mu + sqrt(mu + sigma_read^2) z, full_well + sigma_read z)``, and is
-skipped when the ADC saturates at least 8 sigma_read below the full well (the defaults),
-where it cannot change a count. Mean and variance are exact in both regimes away from
-the full well.
+One standard normal z per pixel and frame carries the temporal noise. Shot noise is drawn
+exactly (Poisson) only where the added noise leaves it skewed: where the skewness of shot
+plus read noise and ADC quantisation, ``mu / (mu + sigma_read^2 + 1 / (12 K^2))**1.5``,
+exceeds ``_MAX_SKEW`` = 0.1 (that of a 100 e- Poisson law alone); there z is the read noise,
+``e = Poisson(mu) + sigma_read z``. Elsewhere shot and read noise take their joint normal
+limit, ``e = mu + sqrt(mu + sigma_read^2) z``; at the defaults (12 e- of read noise, 47 e-
+per DN) that is every pixel. The full-well cap then keeps the read noise of a full pixel,
+``e = min(mu + sqrt(mu + sigma_read^2) z, full_well + sigma_read z)``, and is skipped when the
+ADC saturates at least 8 sigma_read below the full well (the defaults), where it cannot
+change a count. Mean and variance are exact in both regimes away from the full well.
+The normals come by Box-Muller from the stream's 64-bit words, two normals per word (23-bit
+uniforms: radii stop at 5.65, a tail of probability 1.2e-7).
 
 Noise is keyed by frame id and pixel block: the pixels of frame f are cut into blocks of
 ``_BLOCK_ROWS`` sensor rows (``_BLOCK_ROWS * width`` output numbers), and block b of frame
 f draws from a Philox counter-based stream keyed by the noise seed (`noise_seed`, default
 `seed`) with its counter at
-``f * 2**64 + b * 2**128`` (streams never overlap; any one is reached at once). So a frame
-gets the same noise for the same seed however frames are batched, whatever the number of
-worker threads, and a pixel's normal does not depend on how many outputs are read. Blocks
+``f * 2**64 + b * 2**128`` (streams never overlap; any one is reached at once); pixel j of
+the block takes word j // 2. So a frame gets the same noise for the same seed however frames
+are batched, whatever the number of worker threads, and a pixel's normal does not depend on
+which outputs are read. Blocks
 (or groups of small frames) are processed by worker threads: numpy releases the GIL in the
 draws and arithmetic, so every core is used.
 """
 
 from __future__ import annotations
 
+import functools
+import math
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -42,7 +48,7 @@ from .params import EmulatorParams
 
 _NOISE_STREAM = 0x6E6F6973  # "nois"
 _PATTERN_STREAM = 0x66706E20  # fixed-pattern noise
-_GAUSS_ABOVE_E = 100.0
+_MAX_SKEW = 0.1  # of shot plus added noise: beyond, shot noise is drawn exactly (a 100 e- Poisson law)
 _BLOCK_ROWS = 32  # sensor rows per noise block (65,280 pixels of a 2040-wide sensor: stays in cache)
 _CAP_SIGMAS = 8.0  # the full-well cap is skipped when the ADC saturates this many sigma_read below it
 _EMPTY_PHILOX_BUFFER = np.zeros(4, dtype=np.uint64)
@@ -52,8 +58,8 @@ def _noise_key(seed: int) -> np.ndarray:
     return np.random.SeedSequence(seed, spawn_key=(_NOISE_STREAM,)).generate_state(2, np.uint64)
 
 
-def _frame_counter(frame_id: int, block: int) -> np.ndarray:
-    return np.array([0, frame_id, block, 0], dtype=np.uint64)
+def _frame_counter(frame_id: int, block: int, word_block: int = 0) -> np.ndarray:
+    return np.array([word_block, frame_id, block, 0], dtype=np.uint64)
 
 
 def frame_generator(seed: int, frame_id: int, block: int = 0) -> np.random.Generator:
@@ -161,14 +167,15 @@ class Camera:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="camera")
         return self._pool
 
-    def _frame_stream(self, frame_id: int, block: int = 0) -> np.random.Generator:
-        """``frame_generator(seed, frame_id, block)``, re-keying this thread's generator (much cheaper)."""
+    def _frame_stream(self, frame_id: int, block: int = 0, word: int = 0) -> np.random.Generator:
+        """``frame_generator(seed, frame_id, block)`` from its 64-bit word ``word`` (a multiple of 4)
+        on, re-keying this thread's generator (much cheaper than a new one)."""
         gen = getattr(self._streams, "gen", None)
         if gen is None:
             gen = self._streams.gen = np.random.Generator(np.random.Philox(key=self._noise_key))
         gen.bit_generator.state = {
             "bit_generator": "Philox",
-            "state": {"counter": _frame_counter(frame_id, block), "key": self._noise_key},
+            "state": {"counter": _frame_counter(frame_id, block, word // 4), "key": self._noise_key},
             "buffer": _EMPTY_PHILOX_BUFFER,
             "buffer_pos": 4,
             "has_uint32": 0,
@@ -190,7 +197,8 @@ class _Noise:
         self.dark = dark_e
         self.read = np.float32(p.read_noise_e)
         self.variance_floor = np.float32(dark_e + p.read_noise_e**2)  # added to the mean photo-electrons
-        self.dim_below = np.float32(_GAUSS_ABOVE_E - dark_e)  # photo-electrons under which shot noise is Poisson
+        # Shot noise is drawn exactly where read noise and quantisation (1/12 DN^2) leave it skewed.
+        self.poisson_band = _poisson_band(p.read_noise_e**2 + 1.0 / (12.0 * p.system_gain**2))
         self.full_well = p.full_well_e
         self.gain = np.float32(p.system_gain)
         self.shift = np.float32(p.system_gain * dark_e + p.offset_dn + 0.5)  # dark, offset and rounding (floor)
@@ -204,22 +212,28 @@ class _Noise:
     ) -> None:
         """Counts of a tile with mean photo-electrons ``lam`` (frames, pixels) into ``out``.
 
-        The tile starts ``skip`` pixels into noise block ``block``: their normals are drawn
-        and dropped, so a pixel's normal is the same whatever part of the sensor is read.
+        The tile starts ``skip`` pixels into noise block ``block``: pixel j of the block takes
+        its normal from word j // 2 of the block's stream, so a pixel's normal is the same
+        whatever part of the sensor is read.
         """
-        z = np.empty((lam.shape[0], skip + lam.shape[1]), dtype=np.float32)
-        dim = lam < self.dim_below
-        has_dim = dim.any(axis=1)
+        frames, n = lam.shape
+        first = skip // 8 * 4  # the stream word of the tile's first pixel, down to a Philox block of 4 words
+        words = (skip + n + 1) // 2 - first
+        raw = np.empty((frames, words), dtype=np.uint64)
         exact = {}
+        if self.poisson_band is not None:
+            mu = lam + np.float32(self.dark)
+            dim = (mu > self.poisson_band[0]) & (mu < self.poisson_band[1])
+            has_dim = dim.any(axis=1)
         for row, frame_id in enumerate(frame_ids):
-            gen = camera._frame_stream(int(frame_id), block)
-            gen.standard_normal(out=z[row], dtype=np.float32)
-            if has_dim[row]:
-                # Drawn after the normals: Poisson draws take a data-dependent share of the
-                # stream, so a pixel crossing the threshold must not shift any pixel's normal.
+            gen = camera._frame_stream(int(frame_id), block, first)
+            raw[row] = gen.bit_generator.random_raw(words)
+            if self.poisson_band is not None and has_dim[row]:
+                # Drawn after the normals' words: Poisson draws take a data-dependent share of
+                # the stream, so a pixel entering the band must not shift any pixel's normal.
                 where = np.flatnonzero(dim[row])
-                exact[row] = (where, gen.poisson(lam[row, where] + self.dark))
-        z = z[:, skip:]
+                exact[row] = (where, gen.poisson(mu[row, where]))
+        z = _box_muller(raw)[:, skip - 2 * first : skip - 2 * first + n]
         e = lam + self.variance_floor  # electrons, less the dark signal
         np.sqrt(e, out=e)
         e *= z
@@ -233,3 +247,60 @@ class _Noise:
         e *= self.gain
         e += self.shift
         np.clip(e, 0, self.max_dn, out=out, casting="unsafe")  # the cast floors: rounding with the 0.5 of shift
+
+
+def _box_muller(raw: np.ndarray) -> np.ndarray:
+    """Standard normals, float32 (..., 2 W), from random 64-bit words (..., W), two per word.
+
+    Word w gives normals 2w and 2w + 1 (Box-Muller): its two 32-bit halves give 23-bit
+    uniforms u in (0, 1] (radius ``sqrt(-2 ln u)``, at most 5.65) and v in [0, 1) (angle
+    ``2 pi v``). The uniforms are built from the bits (exponent of 1.0), not by conversion.
+    """
+    bits = raw.view(np.uint32)  # (..., 2 W): the halves of each word
+    bits >>= np.uint32(9)
+    bits |= np.uint32(0x3F800000)  # floats in [1, 2)
+    floats = bits.view(np.float32)
+    radius = np.subtract(np.float32(2.0), floats[..., 0::2])  # u in (0, 1]
+    np.log(radius, out=radius)
+    radius *= np.float32(-2.0)
+    np.sqrt(radius, out=radius)
+    angle = floats[..., 1::2]
+    angle -= np.float32(1.0)
+    angle *= np.float32(2.0 * math.pi)
+    z = np.empty(bits.shape, dtype=np.float32)
+    np.cos(angle, out=z[..., 0::2])
+    np.sin(angle, out=z[..., 1::2])
+    z[..., 0::2] *= radius
+    z[..., 1::2] *= radius
+    return z
+
+
+@functools.lru_cache(maxsize=64)
+def _poisson_band(noise_variance_e2: float) -> tuple[float, float] | None:
+    """Mean electrons (lo, hi) between which shot noise is drawn exactly, or None.
+
+    ``noise_variance_e2``: the variance added to the shot noise (read noise and ADC
+    quantisation, e-^2). The normal limit is used where the skewness of the sum,
+    ``mu / (mu + noise_variance)**1.5``, is at most ``_MAX_SKEW`` (that of a Poisson law of
+    100 e- without added noise, the limit the model always accepted).
+    """
+
+    def skew(mu: float) -> float:
+        return mu / (mu + noise_variance_e2) ** 1.5
+
+    if noise_variance_e2 <= 0:
+        raise ValueError(f"noise_variance_e2: expected > 0 e-^2, got {noise_variance_e2}")
+    peak = 2.0 * noise_variance_e2  # skew rises up to here, then falls (below 1 / sqrt(mu): under _MAX_SKEW past 100)
+    if skew(peak) <= _MAX_SKEW:
+        return None
+
+    def crossing(lo: float, hi: float, rising: bool) -> float:
+        for _ in range(200):
+            mid = 0.5 * (lo + hi)
+            if (skew(mid) > _MAX_SKEW) == rising:
+                hi = mid
+            else:
+                lo = mid
+        return 0.5 * (lo + hi)
+
+    return crossing(0.0, peak, rising=True), crossing(peak, 1.0 / _MAX_SKEW**2, rising=False)

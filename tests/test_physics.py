@@ -15,7 +15,7 @@ import pytest
 from scipy import stats
 
 from firmware_sim import EmulatorParams
-from firmware_sim.camera import Camera
+from firmware_sim.camera import Camera, _poisson_band
 from firmware_sim.laser import Laser
 from opu_hal import OPU, SaturationWarning
 
@@ -199,21 +199,24 @@ def test_same_seed_gives_the_same_matrix_and_raw_output_and_another_seed_does_no
 
 
 def test_camera_noise_is_keyed_by_frame_id_not_by_batching():
-    params = EmulatorParams(seed=3, prnu=0.01, dsnu_e=2.0)
+    # 16 bits at 1 DN/e- without read noise: shot noise is exact Poisson up to ~100 e-.
+    params = EmulatorParams(seed=3, prnu=0.01, dsnu_e=2.0, read_noise_e=0.0, bit_depth=16, gain_dn_per_e=1.0)
+    camera = Camera(params)
+    threshold = _poisson_band(1 / 12)[1] - camera.dark_electrons(400.0)  # photo-electrons
     electrons = np.random.default_rng(6).exponential(300.0, (40, 5_000)).astype(np.float32)
-    electrons[:, :50] = 99.99  # around the Poisson/Gauss threshold, where draws are data-dependent
+    electrons[:, :50] = threshold - 0.01  # just inside the exact band, where draws are data-dependent
     frame_ids = np.arange(100, 140)
     whole = Camera(params).expose(electrons, 400.0, frame_ids)
-    camera = Camera(params)
     parts = [camera.expose(electrons[a : a + 7], 400.0, frame_ids[a : a + 7]) for a in range(0, 40, 7)]
     np.testing.assert_array_equal(np.concatenate(parts), whole)
-    # Pixels crossing the exact-Poisson threshold (100 e-) must not shift the noise of the
-    # bright pixels (drawn from the Gaussian limit), whose counts stay bitwise the same.
+    # Pixels leaving the exact-Poisson band must not shift the noise of the bright pixels (drawn
+    # from the Gaussian limit, 5 % above the band: beyond the 1 % PRNU), whose counts stay bitwise
+    # the same.
     nudged = electrons.copy()
-    nudged[:, :50] = 100.01
+    nudged[:, :50] = threshold + 0.01
     moved = Camera(params).expose(nudged, 400.0, frame_ids) != whole
     assert moved[:, :50].any()
-    assert not moved[:, 50:][electrons[:, 50:] >= 100].any()
+    assert not moved[:, 50:][electrons[:, 50:] >= 1.05 * threshold].any()
 
 
 def test_chunked_transform_matches_one_call():
