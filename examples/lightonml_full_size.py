@@ -33,7 +33,8 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     args = parser.parse_args(argv)
 
     rng = np.random.default_rng(0)
-    X = np.packbits(rng.random((args.rows, N_FEATURES)) < 0.5, axis=1)  # (rows, 129,960) bytes
+    # Random bits packed 8 per byte, as np.packbits gives them: random bytes, (rows, 129,960).
+    X = rng.integers(0, 256, size=(args.rows, N_FEATURES // 8), dtype=np.uint8)
     opu = OPU(n_components=args.n_components, device=f"emu://?fidelity={args.fidelity}", seed=0)
     start = time.perf_counter()
     opu.fit1d(n_features=N_FEATURES, packed=True)
