@@ -87,7 +87,16 @@ def test_rsvd_with_one_power_iteration_and_an_opu_sketch_on_the_structured_mediu
     with OPU("emu://?medium=structured", n_components=25, seed=0, progress=False) as opu:
         rows = randnla.bench_rsvd(opu, m=150, n=64, rank=6, oversampling=6, seed=0)
         assert opu.backend.model.medium.kind == "structured"
-    assert "OPU medium structured" in capsys.readouterr().out
+    assert "OPU medium in use: structured" in capsys.readouterr().out
     optical = {r["matrix"]: r["err_over_opt"] for r in rows if r["method"] == "OPU, q=1"}
     assert set(optical) == {"poly 1/j", "poly 1/j^2", "exp 0.9^j", "low rank + noise"}
     assert all(1 - 1e-9 <= e <= 1.02 for e in optical.values()), optical
+
+
+def test_the_rsvd_bench_names_the_medium_in_use_not_the_one_requested(capsys):
+    # With the default medium=auto, the header used to print "auto"; the device says which
+    # medium it chose once configured (dense at this size).
+    with OPU("emu://?fidelity=ideal", n_components=25, seed=0, progress=False) as opu:
+        randnla.bench_rsvd(opu, m=40, n=16, rank=2, oversampling=2, seed=0)
+    out = capsys.readouterr().out
+    assert "OPU medium in use: dense" in out and "medium auto" not in out and "in use: auto" not in out
