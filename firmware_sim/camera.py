@@ -221,7 +221,7 @@ class _Noise:
         frames, n = lam.shape
         first = skip // 8 * 4  # the stream word of the tile's first pixel, down to a Philox block of 4 words
         words = (skip + n + 1) // 2 - first
-        raw = np.empty((frames, words), dtype=np.uint64)
+        raw = np.empty((frames, words), dtype=np.uint64) if frames > 1 else None  # a lone frame's words: not copied
         exact = {}
         if self.poisson_band is not None:
             mu = lam + np.float32(self.dark)
@@ -229,7 +229,11 @@ class _Noise:
             has_dim = dim.any(axis=1)
         for row, frame_id in enumerate(frame_ids):
             gen = camera._frame_stream(int(frame_id), block, first)
-            raw[row] = gen.bit_generator.random_raw(words)
+            draw = gen.bit_generator.random_raw(words)
+            if raw is None:
+                raw = draw[None]
+            else:
+                raw[row] = draw
             if self.poisson_band is not None and has_dim[row]:
                 # Drawn after the normals' words: Poisson draws take a data-dependent share of
                 # the stream, so a pixel entering the band must not shift any pixel's normal.
