@@ -137,7 +137,11 @@ def work_full(n: int, m: int, batch: int, repeats: int, fidelity: str) -> dict[s
     shape = StructuredMedium.shape(n, m)
     length = shape[0] * shape[1]
     workers = os.cpu_count() or 1
-    buffers = np.ones((workers, length), dtype=np.complex64)
+    # Random unit phases, like the medium's rows: constant input would turn into a delta and
+    # near-zero values under repeated transforms, whose denormals make the reference erratic.
+    phases = np.random.default_rng(2).random((workers, length), dtype=np.float32) * np.float32(2 * np.pi)
+    buffers = (np.cos(phases) + 1j * np.sin(phases)).astype(np.complex64)
+    del phases
 
     def stages_2d() -> float:
         """What the medium does less the elementwise work: each thread three 2-D FFTs per row of its share."""
