@@ -19,19 +19,22 @@ per DN) that is every pixel. The full-well cap then keeps the read noise of a fu
 ``e = min(mu + sqrt(mu + sigma_read^2) z, full_well + sigma_read z)``, and is skipped when the
 ADC saturates at least 8 sigma_read below the full well (the defaults), where it cannot
 change a count. Mean and variance are exact in both regimes away from the full well.
-The normals come by Box-Muller from the stream's 64-bit words, two normals per word (23-bit
-uniforms: radii stop at 5.65, a tail of probability 1.2e-7).
 
 Noise is keyed by frame id and pixel block: the pixels of frame f are cut into blocks of
 ``_BLOCK_ROWS`` sensor rows (``_BLOCK_ROWS * width`` output numbers), and block b of frame
-f draws from a Philox counter-based stream keyed by the noise seed (`noise_seed`, default
-`seed`) with its counter at
-``f * 2**64 + b * 2**128`` (streams never overlap; any one is reached at once); pixel j of
-the block takes word j // 2. So a frame gets the same noise for the same seed however frames
-are batched, whatever the number of worker threads, and a pixel's normal does not depend on
-which outputs are read. Blocks
-(or groups of small frames) are processed by worker threads: numpy releases the GIL in the
-draws and arithmetic, so every core is used.
+f draws from one PCG64DXSM stream seeded by the noise seed (`noise_seed`, default `seed`),
+advanced to position ``f * 2**64 + b * 2**32`` (windows of 2**32 words that never overlap;
+any one is reached at once by the generator's jump-ahead). The normals come by Box-Muller,
+two per 64-bit word, in chunks of ``_CHUNK`` words: chunk c of a block gives pixels
+``2 c _CHUNK`` to ``2 (c + 1) _CHUNK - 1``; of its words seen as 2 ``_CHUNK`` little-endian
+32-bit halves, half q < ``_CHUNK`` is the radius uniform and half ``_CHUNK + q`` the angle
+uniform of pair q, whose cosine goes to pixel ``2 c _CHUNK + q`` and sine to pixel
+``(2 c + 1) _CHUNK + q`` (23-bit uniforms: radii stop at 5.65, a tail of probability 1.2e-7).
+Every pass is then over contiguous runs of ``_CHUNK`` numbers. So a frame gets the same
+noise for the same seed however frames are batched, whatever the number of worker threads,
+and a pixel's normal does not depend on which outputs are read. Blocks (or groups of small
+frames) are processed by worker threads: numpy releases the GIL in the draws and
+arithmetic, so every core is used.
 """
 
 from __future__ import annotations
@@ -44,6 +47,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from opu_hal.validation import check_rows_out
+
 from .params import EmulatorParams
 
 _NOISE_STREAM = 0x6E6F6973  # "nois"
@@ -51,24 +56,29 @@ _PATTERN_STREAM = 0x66706E20  # fixed-pattern noise
 _MAX_SKEW = 0.1  # of shot plus added noise: beyond, shot noise is drawn exactly (a 100 e- Poisson law)
 _BLOCK_ROWS = 32  # sensor rows per noise block (65,280 pixels of a 2040-wide sensor: stays in cache)
 _CAP_SIGMAS = 8.0  # the full-well cap is skipped when the ADC saturates this many sigma_read below it
-_EMPTY_PHILOX_BUFFER = (0, 0, 0, 0)
+_PERIOD = 2**128  # of the PCG64DXSM generator (64-bit words)
+_CHUNK = 1024  # 64-bit words per Box-Muller chunk: 2,048 pixels, cosines then sines
 
 
-def _noise_key(seed: int) -> np.ndarray:
-    return np.random.SeedSequence(seed, spawn_key=(_NOISE_STREAM,)).generate_state(2, np.uint64)
+def _noise_state(seed: int) -> dict:
+    """State of the noise stream of ``seed`` at its start (PCG64DXSM)."""
+    return np.random.PCG64DXSM(np.random.SeedSequence(seed, spawn_key=(_NOISE_STREAM,))).state
 
 
-def _frame_counter(frame_id: int, block: int, word_block: int = 0) -> np.ndarray:
-    return np.array([word_block, frame_id, block, 0], dtype=np.uint64)
+def _stream_position(frame_id: int, block: int, word: int = 0) -> int:
+    """Position (64-bit words) of word ``word`` of block ``block`` of frame ``frame_id`` in the noise stream."""
+    return (frame_id << 64) + (block << 32) + word
 
 
 def frame_generator(seed: int, frame_id: int, block: int = 0) -> np.random.Generator:
     """Random stream of block ``block`` of one frame's temporal noise.
 
-    Philox keyed by the seed, counter at ``frame_id * 2**64 + block * 2**128``.
+    PCG64DXSM seeded by the seed, advanced to ``frame_id * 2**64 + block * 2**32`` words.
     """
-    counter = _frame_counter(frame_id, block)
-    return np.random.Generator(np.random.Philox(key=_noise_key(seed), counter=counter))
+    bit_generator = np.random.PCG64DXSM()
+    bit_generator.state = _noise_state(seed)
+    bit_generator.advance(_stream_position(frame_id, block))
+    return np.random.Generator(bit_generator)
 
 
 class Camera:
@@ -88,8 +98,7 @@ class Camera:
         self._prnu: np.ndarray | None = None
         self._dsnu: np.ndarray | None = None
         self._hot: np.ndarray | None = None
-        self._noise_key = _noise_key(params.temporal_seed)
-        self._noise_key_ints = tuple(int(k) for k in self._noise_key)
+        self._noise_state = _noise_state(params.temporal_seed)
         self._streams = threading.local()
         self._pool: ThreadPoolExecutor | None = None
 
@@ -121,8 +130,19 @@ class Camera:
         ``pixels`` selects which sensor pixels (output numbers) the columns are; default
         the first ``electrons_mean.shape[1]``. ``electrons_mean`` is not modified.
         """
+        out = np.empty(electrons_mean.shape, dtype=self.dtype)
+        self.expose_into(electrons_mean, exposure_us, frame_ids, out, pixels)
+        return out
+
+    def expose_into(
+        self, electrons_mean: np.ndarray, exposure_us: float, frame_ids: np.ndarray, out: np.ndarray,
+        pixels: slice | None = None,
+    ) -> int:
+        """:meth:`expose` into ``out`` (the camera's dtype, the shape of ``electrons_mean``, contiguous
+        rows); returns the number of pixels at the ADC maximum (counted while each tile is in cache)."""
         p = self.params
         frames, n = electrons_mean.shape
+        check_rows_out(out, (frames, n), self.dtype)
         pixels = pixels or slice(0, n)
         start = pixels.start or 0
         non_uniform = bool(p.prnu or p.dsnu_e or p.hot_pixel_fraction)
@@ -130,26 +150,25 @@ class Camera:
             self._fixed_pattern()
         prnu = self._prnu[pixels] if non_uniform and p.prnu else None
         dsnu = self._dsnu[pixels] if non_uniform and p.dsnu_e else None
-        out = np.empty((frames, n), dtype=self.dtype)
+        hot = self._hot[pixels] if non_uniform and p.hot_pixel_fraction else None
         noise = _Noise(p, self.dark_electrons(exposure_us), 0.0 if dsnu is None else float(np.abs(dsnu).max()))
         tasks = self._tasks(frames, start, n)
 
-        def expose_tile(task: tuple[slice, slice, int]) -> None:
+        def expose_tile(task: tuple[slice, slice, int]) -> int:
             rows, cols, block = task
             lam = electrons_mean[rows, cols]
             if prnu is not None:
                 lam = lam * prnu[cols]
             skip = start + cols.start - block * self.block_pixels  # pixels of the block before this tile
-            noise.expose(self, lam, frame_ids[rows], block, skip, None if dsnu is None else dsnu[cols], out[rows, cols])
+            counts = out[rows, cols]
+            noise.expose(self, lam, frame_ids[rows], block, skip, None if dsnu is None else dsnu[cols], counts)
+            if hot is not None:
+                counts[:, hot[cols]] = p.max_dn
+            return int(np.count_nonzero(counts == p.max_dn))
 
         if len(tasks) == 1 or self.workers == 1:
-            for task in tasks:
-                expose_tile(task)
-        else:
-            list(self._workers().map(expose_tile, tasks))
-        if non_uniform and p.hot_pixel_fraction:
-            out[:, self._hot[pixels]] = p.max_dn
-        return out
+            return sum(map(expose_tile, tasks))
+        return sum(self._workers().map(expose_tile, tasks))
 
     def _tasks(self, frames: int, start: int, n: int) -> list[tuple[slice, slice, int]]:
         """Tiles (frame rows, columns, noise block) covering the output: one block of one
@@ -168,21 +187,32 @@ class Camera:
             self._pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="camera")
         return self._pool
 
+    def _seek(self, frame_id: int, block: int, word: int) -> np.random.Generator:
+        """This thread's generator, moved to word ``word`` of the stream of block ``block`` of
+        frame ``frame_id`` by one jump from where it stands (the generator's period is 2**128:
+        a jump back is a jump forward modulo it); re-seeded first if its place is unknown."""
+        local = self._streams
+        target = _stream_position(frame_id, block, word)
+        if getattr(local, "position", None) is None:
+            if getattr(local, "gen", None) is None:
+                local.gen = np.random.Generator(np.random.PCG64DXSM())
+            local.gen.bit_generator.state = self._noise_state
+            local.position = 0
+        local.gen.bit_generator.advance((target - local.position) % _PERIOD)
+        local.position = target
+        return local.gen
+
+    def _stream_words(self, frame_id: int, block: int, word: int, count: int) -> np.ndarray:
+        """Words ``word`` to ``word + count - 1`` (uint64) of the stream of block ``block`` of frame ``frame_id``."""
+        words = self._seek(frame_id, block, word).bit_generator.random_raw(count)
+        self._streams.position += count
+        return words
+
     def _frame_stream(self, frame_id: int, block: int = 0, word: int = 0) -> np.random.Generator:
-        """``frame_generator(seed, frame_id, block)`` from its 64-bit word ``word`` (a multiple of 4)
-        on, re-keying this thread's generator (much cheaper than a new one; the state is given as
-        Python ints, which the setter reads ~3x faster than numpy arrays: it is set once per frame)."""
-        gen = getattr(self._streams, "gen", None)
-        if gen is None:
-            gen = self._streams.gen = np.random.Generator(np.random.Philox(key=self._noise_key))
-        gen.bit_generator.state = {
-            "bit_generator": "Philox",
-            "state": {"counter": (word // 4, frame_id, block, 0), "key": self._noise_key_ints},
-            "buffer": _EMPTY_PHILOX_BUFFER,
-            "buffer_pos": 4,
-            "has_uint32": 0,
-            "uinteger": 0,
-        }
+        """``frame_generator(seed, frame_id, block)`` from its 64-bit word ``word`` on (this
+        thread's generator: valid until the thread's next draw)."""
+        gen = self._seek(frame_id, block, word)
+        self._streams.position = None  # the caller draws an unknown number of words
         return gen
 
     def close(self) -> None:
@@ -214,13 +244,13 @@ class _Noise:
     ) -> None:
         """Counts of a tile with mean photo-electrons ``lam`` (frames, pixels) into ``out``.
 
-        The tile starts ``skip`` pixels into noise block ``block``: pixel j of the block takes
-        its normal from word j // 2 of the block's stream, so a pixel's normal is the same
-        whatever part of the sensor is read.
+        The tile starts ``skip`` pixels into noise block ``block``: its normals are those of
+        the block's whole Box-Muller chunks that hold its pixels, so a pixel's normal is the
+        same whatever part of the sensor is read.
         """
         frames, n = lam.shape
-        first = skip // 8 * 4  # the stream word of the tile's first pixel, down to a Philox block of 4 words
-        words = (skip + n + 1) // 2 - first
+        first, end = skip // (2 * _CHUNK), -(-(skip + n) // (2 * _CHUNK))  # the chunks of the tile's pixels
+        words = (end - first) * _CHUNK
         raw = np.empty((frames, words), dtype=np.uint64) if frames > 1 else None  # a lone frame's words: not copied
         exact = {}
         if self.poisson_band is not None:
@@ -228,8 +258,7 @@ class _Noise:
             dim = (mu > self.poisson_band[0]) & (mu < self.poisson_band[1])
             has_dim = dim.any(axis=1)
         for row, frame_id in enumerate(frame_ids):
-            gen = camera._frame_stream(int(frame_id), block, first)
-            draw = gen.bit_generator.random_raw(words)
+            draw = camera._stream_words(int(frame_id), block, first * _CHUNK, words)
             if raw is None:
                 raw = draw[None]
             else:
@@ -238,8 +267,10 @@ class _Noise:
                 # Drawn after the normals' words: Poisson draws take a data-dependent share of
                 # the stream, so a pixel entering the band must not shift any pixel's normal.
                 where = np.flatnonzero(dim[row])
+                gen = camera._frame_stream(int(frame_id), block, end * _CHUNK)
                 exact[row] = (where, gen.poisson(mu[row, where]))
-        z = _box_muller(raw)[:, skip - 2 * first : skip - 2 * first + n]
+        offset = skip - 2 * _CHUNK * first
+        z = _box_muller(raw)[:, offset : offset + n]
         e = lam + self.variance_floor  # electrons, less the dark signal
         np.sqrt(e, out=e)
         e *= z
@@ -256,28 +287,33 @@ class _Noise:
 
 
 def _box_muller(raw: np.ndarray) -> np.ndarray:
-    """Standard normals, float32 (..., 2 W), from random 64-bit words (..., W), two per word.
+    """Standard normals, float32 (F, 2 W), from random 64-bit words (F, W), W a multiple of ``_CHUNK``.
 
-    Word w gives normals 2w and 2w + 1 (Box-Muller): its two 32-bit halves give 23-bit
-    uniforms u in (0, 1] (radius ``sqrt(-2 ln u)``, at most 5.65) and v in [0, 1) (angle
-    ``2 pi v``). The uniforms are built from the bits (exponent of 1.0), not by conversion.
+    Chunk c of the words (``_CHUNK`` words, seen as 2 ``_CHUNK`` little-endian 32-bit halves)
+    gives normals ``2 c _CHUNK`` on: half q < ``_CHUNK`` is the radius uniform u in (0, 1]
+    (radius ``sqrt(-2 ln u)``, at most 5.65) and half ``_CHUNK + q`` the angle uniform v in
+    [0, 1) of pair q, whose cosine is normal ``2 c _CHUNK + q`` and sine normal
+    ``(2 c + 1) _CHUNK + q``. The uniforms are built from the bits (exponent of 1.0), not by
+    conversion, in place in ``raw``.
     """
-    bits = raw.view(np.uint32)  # (..., 2 W): the halves of each word
+    frames, words = raw.shape
+    bits = raw.view(np.dtype("<u4")).reshape(frames, words // _CHUNK, 2 * _CHUNK)
     bits >>= np.uint32(9)
     bits |= np.uint32(0x3F800000)  # floats in [1, 2)
     floats = bits.view(np.float32)
-    radius = np.subtract(np.float32(2.0), floats[..., 0::2])  # u in (0, 1]
+    radius = floats[..., :_CHUNK]
+    np.subtract(np.float32(2.0), radius, out=radius)  # u in (0, 1]
     np.log(radius, out=radius)
     radius *= np.float32(-2.0)
     np.sqrt(radius, out=radius)
-    angle = np.subtract(floats[..., 1::2], np.float32(1.0))  # contiguous: the passes below are too
-    angle *= np.float32(2.0 * math.pi)
-    z = np.empty(bits.shape, dtype=np.float32)
-    trig = np.cos(angle)
-    np.multiply(trig, radius, out=z[..., 0::2])  # one strided pass per half: the product's write
-    np.sin(angle, out=trig)
-    np.multiply(trig, radius, out=z[..., 1::2])
-    return z
+    angle = floats[..., _CHUNK:]
+    angle *= np.float32(2.0 * math.pi)  # 2 pi (1 + v): the same cosine and sine as 2 pi v
+    z = np.empty((frames, words // _CHUNK, 2, _CHUNK), dtype=np.float32)
+    np.cos(angle, out=z[:, :, 0])
+    z[:, :, 0] *= radius
+    np.sin(angle, out=z[:, :, 1])
+    z[:, :, 1] *= radius
+    return z.reshape(frames, 2 * words)
 
 
 @functools.lru_cache(maxsize=64)

@@ -27,7 +27,12 @@ from typing import ClassVar, Literal
 
 import numpy as np
 
-from opu_hal.validation import check_int, check_number, check_positive_seconds
+from opu_hal.validation import (
+    check_int,
+    check_number,
+    check_positive_seconds,
+    check_rows_out,
+)
 
 MediumKind = Literal["dense", "structured"]
 MEDIUM_STREAM = 0x6D656469  # "medi": separates medium streams from noise streams
@@ -137,11 +142,15 @@ class Medium(ABC):
         with self._lock:
             return self._do_field(x, n_outputs)
 
-    def intensity(self, x: np.ndarray, n_outputs: int, scale: float | np.ndarray = 1.0) -> np.ndarray:
+    def intensity(
+        self, x: np.ndarray, n_outputs: int, scale: float | np.ndarray = 1.0, out: np.ndarray | None = None
+    ) -> np.ndarray:
         """Intensity ``scale |R x|^2`` of a batch x (B, N) of real inputs, as float32 (B, n_outputs).
 
         ``scale``: a factor (dimensionless, or the units the caller wants per unit of
-        ``|R x|^2``), one for the batch or one per row (shape (B,)).
+        ``|R x|^2``), one for the batch or one per row (shape (B,)). ``out``: a writable
+        float32 (B, n_outputs) array with contiguous rows to write into (returned), or None
+        for a new one.
         """
         _check_real_batch(x)
         n_outputs = check_int(n_outputs, "n_outputs", low=1)
@@ -150,8 +159,13 @@ class Medium(ABC):
             scales = np.full(x.shape[0], scales)
         if scales.shape != (x.shape[0],):
             raise ValueError(f"scale: expected a number or one per row ({x.shape[0]},), got shape {scales.shape}")
+        if out is None:
+            out = np.empty((x.shape[0], n_outputs), dtype=np.float32)
+        else:
+            check_rows_out(out, (x.shape[0], n_outputs), np.float32)
         with self._lock:
-            return self._do_intensity(x, n_outputs, scales)
+            self._do_intensity(x, n_outputs, scales, out)
+        return out
 
     def matrix(self, n_outputs: int, n_features: int, features: np.ndarray | None = None) -> np.ndarray:
         """Ground truth R (complex64, n_outputs x n_features) at the current time, or its columns ``features``.
@@ -201,12 +215,11 @@ class Medium(ABC):
     def _estimate_seconds(self, batch: int, n_features: int, n_outputs: int) -> float:
         """Compute time (s) of a product of validated sizes."""
 
-    def _do_intensity(self, x: np.ndarray, n_outputs: int, scales: np.ndarray) -> np.ndarray:
-        """``scales[:, None] |R x|^2`` for validated x (B, N); float32 (B, n_outputs). By default from the field."""
-        out = np.abs(self._do_field(x, n_outputs))  # vectorised hypot: cheaper than squaring the parts and adding them
+    def _do_intensity(self, x: np.ndarray, n_outputs: int, scales: np.ndarray, out: np.ndarray) -> None:
+        """``scales[:, None] |R x|^2`` for validated x (B, N) into ``out``, float32 (B, n_outputs). By default from the field."""
+        np.abs(self._do_field(x, n_outputs), out=out)  # vectorised hypot: cheaper than squaring the parts and adding them
         np.square(out, out=out)
         out *= scales[:, None]
-        return out
 
     def _do_matrix(self, n_outputs: int, n_features: int, features: np.ndarray | None) -> np.ndarray:
         """Columns of R, by applying the medium to unit vectors, a unit's worth at a time."""

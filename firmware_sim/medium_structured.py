@@ -42,8 +42,9 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Callable, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.fft
@@ -55,6 +56,7 @@ logger = logging.getLogger(__name__)
 _STRUCTURED_STREAM = 0x73747263  # "strc"
 _STAGES = 3  # diagonals D1, D2, D3, each followed by an FFT
 _MIN_LENGTH = 1024  # at least this many terms mix in each FFT: near-Gaussian entries at small sizes
+_BAND_BYTES = 2**20  # grid rows transformed along axis 1 right after their elementwise step (stays in cache)
 FFT_FLOP_PER_S = 2e9  # complex64 FFT throughput, 2 cores (for estimates: docs/physics.md section 1.8)
 
 
@@ -158,46 +160,51 @@ class StructuredMedium(Medium):
         """``R x`` for x (B, N), complex64 (B, n_outputs)."""
         out = np.empty((x.shape[0], n_outputs), dtype=np.complex64)
 
-        def keep(row: int, field: np.ndarray) -> None:
-            out[row] = field[:n_outputs]
+        def keep(row: int, outputs: slice, field: np.ndarray) -> None:
+            out[row, outputs] = field
 
         self._rows(x, n_outputs, keep)
         return out
 
-    def _do_intensity(self, x: np.ndarray, n_outputs: int, scales: np.ndarray) -> np.ndarray:
-        """``scales[:, None] |R x|^2`` for x (B, N), float32 (B, n_outputs), from each row's FFT buffer."""
-        out = np.empty((x.shape[0], n_outputs), dtype=np.float32)
+    def _do_intensity(self, x: np.ndarray, n_outputs: int, scales: np.ndarray, out: np.ndarray) -> None:
+        """``scales[:, None] |R x|^2`` for x (B, N) into ``out``, float32 (B, n_outputs), from each row's FFT buffer."""
 
-        def square(row: int, field: np.ndarray) -> None:
+        def square(row: int, outputs: slice, field: np.ndarray) -> None:
             # |z| (numpy's vectorised hypot) then its square: two contiguous passes, 2-3x
             # cheaper than squaring the interleaved parts and adding them (within 2 ulp of it).
-            np.abs(field[:n_outputs], out=out[row])
-            np.square(out[row], out=out[row])
+            light = out[row, outputs]
+            np.abs(field, out=light)
+            np.square(light, out=light)
             if scales[row] != 1:
-                out[row] *= scales[row]
+                light *= scales[row]
 
         self._rows(x, n_outputs, square)
-        return out
 
-    def _rows(self, x: np.ndarray, n_outputs: int, take: Callable[[int, np.ndarray], None]) -> None:
-        """Compute the field of every row of x and hand it to ``take(row, field)``.
+    def _rows(self, x: np.ndarray, n_outputs: int, take: Callable[[int, slice, np.ndarray], None]) -> None:
+        """Compute the field of every row of x and hand it over, band by band.
 
-        ``field`` is complex64 (L,), outputs first, in a buffer ``take`` may overwrite. Rows
-        are shared among up to ``workers`` threads, each with its own buffer, so that the
+        ``take(row, outputs, field)`` receives the field (complex64) of the outputs in the
+        slice ``outputs``, in a buffer it may overwrite, while the band is in cache. Rows are
+        shared among up to ``workers`` threads, each with its own buffer, so that the
         elementwise work (embedding, phase multiplies, what ``take`` does) runs on every
-        core as the FFTs do (numpy and scipy.fft release the GIL).
+        core as the FFTs do (numpy and scipy.fft release the GIL). The FFTs along the grid's
+        rows run over bands of ``_BAND_BYTES``, each right after the elementwise step before
+        it (embedding, phase multiply) and before the hand-over: one trip through memory for both.
         """
         batch, n_features = x.shape
         shape = self.shape(n_features, n_outputs)
         length = shape[0] * shape[1]
+        width = shape[1]
         diagonals = self._current(length)
         first = diagonals[0, :n_features] * np.complex64(math.sqrt(length / n_features))  # sqrt(L/N) D1 P_in
+        second = diagonals[1].reshape(shape)
         threads = max(1, min(self.workers, batch))
         fft_workers = max(1, self.workers // threads)  # a lone row's FFTs are spread over the cores
         buffers = self._buffers(threads, length)
+        band = max(1, _BAND_BYTES // (width * np.dtype(np.complex64).itemsize))  # grid rows per band
         # Grid rows holding inputs (the rest are zero: their FFTs along axis 1 are skipped in
         # the first stage) and outputs (only those rows get the last stage's FFTs along axis 1).
-        rows_in, rows_out = -(-n_features // shape[1]), -(-n_outputs // shape[1])
+        rows_in, rows_out = -(-n_features // width), -(-n_outputs // width)
 
         def fft(grid: np.ndarray, axis: int) -> None:
             done = scipy.fft.fft(grid, axis=axis, norm="ortho", overwrite_x=True, workers=fft_workers)
@@ -208,17 +215,28 @@ class StructuredMedium(Medium):
             work = buffers[thread]
             grid = work.reshape(shape)
             for row in range(thread, batch, threads):
-                np.multiply(x[row], first, out=work[:n_features], casting="same_kind")
-                work[n_features:] = 0
-                fft(grid[:rows_in], 1)  # stage 1: F = F_L1 (x) F_L2, the two axes in either order
+                # Stage 1 (F = F_L1 (x) F_L2: the two axes in either order): embed, rows, columns.
+                for low in range(0, rows_in, band):
+                    high = min(low + band, rows_in)
+                    start, stop = low * width, min(high * width, n_features)
+                    np.multiply(x[row, start:stop], first[start:stop], out=work[start:stop], casting="same_kind")
+                    work[stop : high * width] = 0
+                    fft(grid[low:high], 1)
+                work[rows_in * width :] = 0
                 fft(grid, 0)
-                np.multiply(work, diagonals[1], out=work)
-                fft(grid, 1)
+                # Stage 2: D2 and the rows' FFTs band by band, then the columns.
+                for low in range(0, shape[0], band):
+                    rows = grid[low : low + band]
+                    np.multiply(rows, second[low : low + band], out=rows)
+                    fft(rows, 1)
                 fft(grid, 0)
+                # Stage 3: D3, the columns, then the rows holding outputs, each band handed over.
                 np.multiply(work, diagonals[2], out=work)
                 fft(grid, 0)
-                fft(grid[:rows_out], 1)  # the rows beyond the outputs are not needed
-                take(row, work)
+                for low in range(0, rows_out, band):
+                    fft(grid[low : low + band], 1)
+                    outputs = slice(low * width, min((low + band) * width, n_outputs))
+                    take(row, outputs, work[outputs])
 
         if threads == 1:
             run(0)

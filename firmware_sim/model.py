@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 
 from opu_hal.limits import MAX_EXPOSURE_US, MIN_EXPOSURE_US
+from opu_hal.validation import check_rows_out
 
 from . import timing
 from .camera import Camera
@@ -276,17 +277,27 @@ class OPUModel:
                 out[b, :, :, part] = blurred[pad : pad + rows, pad : pad + width]
         return out.reshape(u.shape[0], rows * width * 2).view(np.complex64)
 
-    def intensity(self, features: np.ndarray, scale: float | np.ndarray = 1.0) -> np.ndarray:
-        """Exact ``|R x|^2`` times ``scale`` (one number, or one per row), float32 (B, n_components)."""
+    def intensity(
+        self, features: np.ndarray, scale: float | np.ndarray = 1.0, out: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Exact ``|R x|^2`` times ``scale`` (one number, or one per row), float32 (B, n_components).
+
+        ``out``: a float32 (B, n_components) array with contiguous rows to write into (returned).
+        """
         if self.params.grain_px > 1:
             parts = self.field(features).view(np.float32).reshape(features.shape[0], -1, 2)
-            out = np.square(parts[..., 0])
+            if out is None:
+                out = np.empty(parts.shape[:2], dtype=np.float32)
+            check_rows_out(out, parts.shape[:2], np.float32)
+            np.square(parts[..., 0], out=out)
             out += np.square(parts[..., 1])
             out *= np.asarray(scale, dtype=np.float32).reshape(-1, 1)
             return out
         # The medium squares its field in place: no complex copy of the outputs, one pass for the light.
         n_out = self._field_outputs(self._require_config().n_components)
-        return self.medium.intensity(features, n_out, np.float32(self.lit_fraction) * np.asarray(scale, np.float32))
+        return self.medium.intensity(
+            features, n_out, np.float32(self.lit_fraction) * np.asarray(scale, np.float32), out=out
+        )
 
     def transmission_matrix(self, features: np.ndarray | None = None) -> np.ndarray:
         """Ground truth R (complex64, n_components x n_features) at the current device time.
@@ -319,28 +330,28 @@ class OPUModel:
         timestamps_us = self.time_us + cfg.frametime_us * np.arange(batch)
         power = None if self.ideal else self.laser.relative_power(frame_ids, timestamps_us * 1e-6).astype(np.float32)
         step = max(1, _CHUNK_BYTES // (8 * self._field_outputs(cfg.n_components)))
-        if batch <= step:
-            frames = self._frames(features, frame_ids, power)
-        else:
-            frames = np.empty((batch, cfg.n_components), dtype=np.float32 if self.ideal else self.camera.dtype)
-            for start in range(0, batch, step):
-                rows = slice(start, start + step)
-                frames[rows] = self._frames(features[rows], frame_ids[rows], None if power is None else power[rows])
-        saturated = 0.0
-        if not self.ideal:
-            saturated = float(np.count_nonzero(frames == self.params.max_dn)) / max(frames.size, 1)
+        frames = np.empty((batch, cfg.n_components), dtype=np.float32 if self.ideal else self.camera.dtype)
+        saturated_pixels = 0
+        for start in range(0, batch, step):  # written in place: no copy of the frames
+            rows = slice(start, start + step)
+            saturated_pixels += self._frames(
+                features[rows], frame_ids[rows], None if power is None else power[rows], frames[rows]
+            )
+        saturated = saturated_pixels / max(frames.size, 1)
         device_time_s = batch * cfg.frametime_us * 1e-6
         self.next_frame_id += batch
         self._elapse_us(batch * cfg.frametime_us)
         return Acquisition(frames, frame_ids, timestamps_us, cfg.exposure_us, cfg.frametime_us, saturated, device_time_s)
 
-    def _frames(self, features: np.ndarray, frame_ids: np.ndarray, power: np.ndarray | None) -> np.ndarray:
-        """Frames of some rows: ``|R x|^2`` (ideal), or the camera's counts with laser power ``power`` (relative)."""
+    def _frames(self, features: np.ndarray, frame_ids: np.ndarray, power: np.ndarray | None, out: np.ndarray) -> int:
+        """Frames of some rows into ``out``: ``|R x|^2`` (ideal), or the camera's counts with laser
+        power ``power`` (relative); returns the number of pixels at the ADC maximum."""
         if power is None:
-            return self.intensity(features)
+            self.intensity(features, out=out)
+            return 0
         exposure_us = self._require_config().exposure_us
         electrons = self.intensity(features, power * np.float32(self.params.electrons_per_intensity_per_us * exposure_us))
-        return self.camera.expose(electrons, exposure_us, frame_ids)
+        return self.camera.expose_into(electrons, exposure_us, frame_ids, out)
 
     def close(self) -> None:
         """Release the matrix and worker threads."""

@@ -147,3 +147,15 @@ def check_features(array: np.ndarray, name: str, feature_shape: tuple[int, ...])
     if array.size == 0:
         raise ValueError(f"{name}: expected at least one input, got an empty batch of shape {array.shape}")
     return batch
+
+
+def check_rows_out(out: Any, shape: tuple[int, int], dtype: Any) -> None:
+    """TypeError/ValueError unless ``out`` is a writable ``dtype`` array of ``shape`` with contiguous rows."""
+    if not isinstance(out, np.ndarray) or out.dtype != dtype:
+        described = f"{out.dtype} array" if isinstance(out, np.ndarray) else type(out).__name__
+        raise TypeError(f"out: expected a {np.dtype(dtype)} array, got {described}")
+    if out.shape != shape or not out.flags.writeable or (shape[1] > 1 and out.strides[1] != out.itemsize):
+        raise ValueError(
+            f"out: expected a writable array of shape {shape} with contiguous rows, got shape {out.shape}, "
+            f"strides {out.strides}, writeable={out.flags.writeable}"
+        )

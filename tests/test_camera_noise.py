@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from firmware_sim import timing
-from firmware_sim.camera import Camera
+from firmware_sim.camera import Camera, frame_generator
 from firmware_sim.params import EmulatorParams
 
 # 16 bits, 1 DN per electron: counts resolve the noise; rounding adds 1/12 DN^2 (Sheppard).
@@ -96,16 +96,61 @@ def test_the_same_seed_gives_the_same_frames_whatever_the_thread_count(frames, p
     assert np.mean(one[0] != one[1]) > 0.3  # every frame has its own noise
 
 
-@pytest.mark.parametrize("start", [70_000, 70_003, 65_281])
+@pytest.mark.parametrize("start", [70_000, 70_003, 65_281, 66_329, 71_423])
 def test_a_pixel_gets_the_same_noise_whatever_part_of_the_sensor_is_read(start):
     # Bright pixels (normal limit only): a read of pixels start to 140,000, which starts inside a
-    # noise block (at an odd pixel: inside a stream word), gives the counts of the same pixels in
-    # a read of the first 140,000.
+    # noise block (inside a Box-Muller chunk: among its cosines, 65,281, 70,003, or its sines,
+    # 66,329, 71,423), gives the counts of the same pixels in a read of the first 140,000.
     params = EmulatorParams(seed=2)
     electrons = np.full((3, 140_000), 3_000.0, dtype=np.float32)
     whole = expose(params, electrons)
     part = expose(params, electrons[:, start:], pixels=slice(start, 140_000))
     np.testing.assert_array_equal(part, whole[:, start:])
+
+
+def test_the_normals_follow_the_documented_stream_layout():
+    # docs/physics.md 2.1: pixel j of block b of frame f, in chunk c = j // 2048 at q = j % 2048,
+    # takes the Box-Muller pair q % 1024 of the chunk's 1,024 words of frame_generator(seed, f, b):
+    # radius from 32-bit half q % 1024, angle from half 1024 + q % 1024, cosine for q < 1024 and
+    # sine beyond. At 1 DN/e- and 12 e- of read noise (normal limit everywhere) the counts are
+    # floor(mu + offset + 0.5 + sqrt(mu + 144) z), rebuilt here in float64 from the raw words.
+    params = EmulatorParams(read_noise_e=12.0, **CLEAN)
+    mean_e, frame_ids, n = 1_000.0, (5, 6), 70_000
+    counts = expose(params, np.full((2, n), mean_e, dtype=np.float32), first_frame=frame_ids[0])
+    block_pixels = 32 * params.camera_shape[1]
+    for row, frame_id in enumerate(frame_ids):
+        z = np.empty(n)
+        for block in range(-(-n // block_pixels)):
+            j = np.arange(block * block_pixels, min((block + 1) * block_pixels, n)) - block * block_pixels
+            words = frame_generator(params.seed, frame_id, block).bit_generator.random_raw((j[-1] // 2048 + 1) * 1024)
+            halves = (words.astype("<u8").view("<u4") >> 9).astype(np.float64) / 2**23  # 23-bit uniforms in [0, 1)
+            chunk, q = j // 2048, j % 2048
+            pair = chunk * 2048 + q % 1024
+            radius = np.sqrt(-2.0 * np.log(1.0 - halves[pair]))
+            angle = 2.0 * np.pi * halves[pair + 1024]
+            z[j + block * block_pixels] = radius * np.where(q < 1024, np.cos(angle), np.sin(angle))
+        expected = np.floor(mean_e + 200.0 + 0.5 + math.sqrt(mean_e + 144.0) * z)
+        difference = counts[row].astype(np.float64) - expected
+        assert np.mean(difference == 0) > 0.999  # float32 arithmetic moves a count only at a rounding edge
+        assert np.max(np.abs(difference)) <= 1
+
+
+def test_expose_into_writes_in_place_and_counts_the_saturated_pixels():
+    params = EmulatorParams(seed=5, hot_pixel_fraction=0.01)
+    electrons = mixed_electrons(6, 70_000)
+    electrons[:, :500] = 1e6  # saturated
+    camera = Camera(params)
+    try:
+        out = np.zeros((6, 70_000), dtype=np.uint8)
+        saturated = camera.expose_into(electrons, 400.0, np.arange(6), out)
+        np.testing.assert_array_equal(out, camera.expose(electrons, 400.0, np.arange(6)))
+        assert saturated == np.count_nonzero(out == params.max_dn) >= 6 * (500 + 0.005 * 70_000)
+        with pytest.raises(TypeError, match="out: expected a uint8 array, got uint16"):
+            camera.expose_into(electrons, 400.0, np.arange(6), out.astype(np.uint16))
+        with pytest.raises(ValueError, match=r"out: expected a writable array of shape \(6, 70000\) with contiguous rows, got .* strides \(140000, 2\)"):
+            camera.expose_into(electrons, 400.0, np.arange(6), np.zeros((6, 140_000), np.uint8)[:, ::2])
+    finally:
+        camera.close()
 
 
 def test_expose_leaves_its_input_unchanged_and_workers_are_checked():

@@ -248,6 +248,33 @@ def test_the_medium_is_the_documented_product_of_2d_ffts_and_phase_diagonals():
     np.testing.assert_allclose(r, (u[:, :m] * math.sqrt(u.shape[1] / n)).T, atol=1e-5)
 
 
+@pytest.mark.parametrize("n, m", [(150_000, 400_000), (400_000, 150_000)])
+def test_products_cut_into_cache_bands_are_the_documented_product(n, m):
+    # At these sizes the grid's rows are transformed in several bands of 1 MiB, with the last band
+    # of inputs (or of outputs) cut short: field and intensity must still be the plain product.
+    medium = StructuredMedium(seed=8)
+    x = binary(np.random.default_rng(5), 3, n)
+    try:
+        shape = medium.shape(n, m)
+        band_rows = 2**20 // (shape[1] * 8)
+        assert -(-min(n, m) // shape[1]) > band_rows and min(n, m) % shape[1]  # several bands, a partial row
+        field = medium.field(x, m)
+        out = np.full((3, m), np.nan, dtype=np.float32)
+        scale = np.array([1.0, 2.0, 0.5], dtype=np.float32)
+        assert medium.intensity(x, m, scale, out=out) is out
+        d = medium._current(shape[0] * shape[1]).astype(np.complex128)
+        with pytest.raises(TypeError, match="out: expected a float32 array, got float64"):
+            medium.intensity(x, m, out=out.astype(np.float64))
+    finally:
+        medium.close()
+    u = np.zeros((3, shape[0] * shape[1]), np.complex128)
+    u[:, :n] = x * math.sqrt(u.shape[1] / n)
+    for k in range(3):
+        u = np.fft.fft2((u * d[k]).reshape(3, *shape), norm="ortho").reshape(3, -1)
+    np.testing.assert_allclose(field, u[:, :m], atol=2e-5)
+    np.testing.assert_allclose(out, np.abs(u[:, :m]) ** 2 * scale[:, None], rtol=1e-3, atol=1e-6)
+
+
 @pytest.mark.parametrize("n, m", [(1024, 1024), (1000, 1039), (1_039_680, 2_000_000), (1_039_680, 200_000)])
 def test_the_grid_is_fast_and_no_longer_than_the_1d_fast_length(n, m):
     first, second = StructuredMedium.shape(n, m)
