@@ -45,6 +45,7 @@ import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
+import cv2
 import numpy as np
 
 from opu_hal.validation import check_rows_out
@@ -57,6 +58,7 @@ _MAX_SKEW = 0.1  # of shot plus added noise: beyond, shot noise is drawn exactly
 _BLOCK_ROWS = 32  # sensor rows per noise block (65,280 pixels of a 2040-wide sensor: stays in cache)
 _CAP_SIGMAS = 8.0  # the full-well cap is skipped when the ADC saturates this many sigma_read below it
 _PERIOD = 2**128  # of the PCG64DXSM generator (64-bit words)
+_CV_DEPTH = {np.uint8: cv2.CV_8U, np.uint16: cv2.CV_16U}  # OpenCV's depth of each camera dtype
 _CHUNK = 1024  # 64-bit words per Box-Muller chunk: 2,048 pixels, cosines then sines
 
 
@@ -233,7 +235,7 @@ class _Noise:
         self.poisson_band = _poisson_band(p.read_noise_e**2 + 1.0 / (12.0 * p.system_gain**2))
         self.full_well = p.full_well_e
         self.gain = np.float32(p.system_gain)
-        self.shift = np.float32(p.system_gain * dark_e + p.offset_dn + 0.5)  # dark, offset and rounding (floor)
+        self.shift = p.system_gain * dark_e + p.offset_dn  # DN of the dark signal and the offset
         self.max_dn = p.max_dn
         lowest_full = p.system_gain * (p.full_well_e - _CAP_SIGMAS * p.read_noise_e - dsnu_max_e) + p.offset_dn
         self.cap = lowest_full + 0.5 < p.max_dn  # the full well can show below the ADC maximum
@@ -281,9 +283,10 @@ class _Noise:
             e[row, where] = np.minimum(counts, self.full_well) - self.dark + self.read * z[row, where]
         if dsnu is not None:
             e += dsnu
-        e *= self.gain
-        e += self.shift
-        np.clip(e, 0, self.max_dn, out=out, casting="unsafe")  # the cast floors: rounding with the 0.5 of shift
+        # K e + shift rounded to the nearest count (ties to even) and clipped to the camera's dtype, in one pass.
+        cv2.addWeighted(e, float(self.gain), e, 0.0, self.shift, out, _CV_DEPTH[out.dtype.type])
+        if self.max_dn < np.iinfo(out.dtype).max:  # 10 to 14 bits in uint16
+            np.minimum(out, self.max_dn, out=out)
 
 
 def _box_muller(raw: np.ndarray) -> np.ndarray:
@@ -294,25 +297,24 @@ def _box_muller(raw: np.ndarray) -> np.ndarray:
     (radius ``sqrt(-2 ln u)``, at most 5.65) and half ``_CHUNK + q`` the angle uniform v in
     [0, 1) of pair q, whose cosine is normal ``2 c _CHUNK + q`` and sine normal
     ``(2 c + 1) _CHUNK + q``. The uniforms are built from the bits (exponent of 1.0), not by
-    conversion, in place in ``raw``.
+    conversion, in place in ``raw``; OpenCV's log, sqrt and polar-to-Cartesian conversion
+    (accurate to ~1.5e-7) take half the time of numpy's.
     """
     frames, words = raw.shape
-    bits = raw.view(np.dtype("<u4")).reshape(frames, words // _CHUNK, 2 * _CHUNK)
+    rows = frames * (words // _CHUNK)  # one chunk per row: OpenCV's vectorised log, sqrt and polar-to-Cartesian
+    bits = raw.view(np.dtype("<u4")).reshape(rows, 2 * _CHUNK)
     bits >>= np.uint32(9)
     bits |= np.uint32(0x3F800000)  # floats in [1, 2)
     floats = bits.view(np.float32)
-    radius = floats[..., :_CHUNK]
+    radius = floats[:, :_CHUNK]
     np.subtract(np.float32(2.0), radius, out=radius)  # u in (0, 1]
-    np.log(radius, out=radius)
+    cv2.log(radius, radius)
     radius *= np.float32(-2.0)
-    np.sqrt(radius, out=radius)
-    angle = floats[..., _CHUNK:]
+    cv2.sqrt(radius, radius)
+    angle = floats[:, _CHUNK:]
     angle *= np.float32(2.0 * math.pi)  # 2 pi (1 + v): the same cosine and sine as 2 pi v
-    z = np.empty((frames, words // _CHUNK, 2, _CHUNK), dtype=np.float32)
-    np.cos(angle, out=z[:, :, 0])
-    z[:, :, 0] *= radius
-    np.sin(angle, out=z[:, :, 1])
-    z[:, :, 1] *= radius
+    z = np.empty((rows, 2, _CHUNK), dtype=np.float32)
+    cv2.polarToCart(radius, angle, z[:, 0], z[:, 1])  # radius cos, radius sin (1.5e-7 absolute)
     return z.reshape(frames, 2 * words)
 
 
