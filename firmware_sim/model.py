@@ -331,26 +331,31 @@ class OPUModel:
         power = None if self.ideal else self.laser.relative_power(frame_ids, timestamps_us * 1e-6).astype(np.float32)
         step = max(1, _CHUNK_BYTES // (8 * self._field_outputs(cfg.n_components)))
         frames = np.empty((batch, cfg.n_components), dtype=np.float32 if self.ideal else self.camera.dtype)
+        # The light of a chunk (physical): one buffer for all chunks, its pages touched once.
+        light = None if self.ideal else np.empty((min(step, batch), cfg.n_components), dtype=np.float32)
         saturated_pixels = 0
         for start in range(0, batch, step):  # written in place: no copy of the frames
             rows = slice(start, start + step)
-            saturated_pixels += self._frames(
-                features[rows], frame_ids[rows], None if power is None else power[rows], frames[rows]
-            )
+            if power is None:
+                self.intensity(features[rows], out=frames[rows])
+            else:
+                saturated_pixels += self._expose(features[rows], frame_ids[rows], power[rows], light, frames[rows])
         saturated = saturated_pixels / max(frames.size, 1)
         device_time_s = batch * cfg.frametime_us * 1e-6
         self.next_frame_id += batch
         self._elapse_us(batch * cfg.frametime_us)
         return Acquisition(frames, frame_ids, timestamps_us, cfg.exposure_us, cfg.frametime_us, saturated, device_time_s)
 
-    def _frames(self, features: np.ndarray, frame_ids: np.ndarray, power: np.ndarray | None, out: np.ndarray) -> int:
-        """Frames of some rows into ``out``: ``|R x|^2`` (ideal), or the camera's counts with laser
-        power ``power`` (relative); returns the number of pixels at the ADC maximum."""
-        if power is None:
-            self.intensity(features, out=out)
-            return 0
+    def _expose(
+        self, features: np.ndarray, frame_ids: np.ndarray, power: np.ndarray, light: np.ndarray, out: np.ndarray
+    ) -> int:
+        """The camera's counts of some rows into ``out``, with laser power ``power`` (relative) and
+        ``light`` as work space for their mean photo-electrons; returns the pixels at the ADC maximum."""
         exposure_us = self._require_config().exposure_us
-        electrons = self.intensity(features, power * np.float32(self.params.electrons_per_intensity_per_us * exposure_us))
+        electrons = self.intensity(
+            features, power * np.float32(self.params.electrons_per_intensity_per_us * exposure_us),
+            out=light[: features.shape[0]],
+        )
         return self.camera.expose_into(electrons, exposure_us, frame_ids, out)
 
     def close(self) -> None:
