@@ -33,7 +33,7 @@ from .params import EmulatorParams
 
 logger = logging.getLogger(__name__)
 
-CAMERA_SECONDS_PER_PIXEL = 1.2e-8  # physical fidelity's noise per pixel, 2 cores (estimates: docs/physics.md section 1.8)
+CAMERA_SECONDS_PER_PIXEL = 7e-9  # physical fidelity's noise per pixel, 2 cores (estimates: docs/physics.md section 1.8)
 SLOW_ROW_S = 60.0  # a dense product slower than this per row is announced with a WARNING
 FIRMWARE_VERSION = "0.1.0"
 _CHUNK_BYTES = 256 * 2**20  # field (complex64) computed at once by acquire: 16 rows of 2,000,000 outputs
