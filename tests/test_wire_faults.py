@@ -108,6 +108,26 @@ def test_dropped_camera_frames_are_reported():
     assert info.value.code == ErrorCode.FRAMES_DROPPED
 
 
+def test_silence_after_corruption_counts_against_the_calls_budget():
+    # A reply cut short mid-batch, then every request to the device reduced to a few bytes: the
+    # ACQUIRE is re-planned (its reply was corrupt), and the CONFIGURE re-sent before it gets no
+    # reply at all. That silence belongs to the same faulty link: it is counted as a re-plan (it
+    # escaped as a DeviceTimeoutError before the budget was spent, failing the test below at
+    # random), and the call ends with RetryBudgetError.
+    faults = FaultSettings(byte_faults=(
+        ByteFault(direction="to_host", at=MID_BATCH, kind="drop", count=400),
+        *(ByteFault(direction="to_device", at=MID_BATCH + 3_000 + 16 * k, kind="drop", count=16) for k in range(3_000)),
+    ))
+    retries = 1
+    t0 = time.monotonic()
+    with pytest.raises(RetryBudgetError, match="re-plans") as info:
+        run(faults, retries=retries)
+    replans = 7 + retries  # halvings of 100 frames down to 1, plus `retries`
+    assert info.value.replans == replans + 1 and info.value.max_replans == replans
+    assert isinstance(info.value.__cause__, DeviceTimeoutError)
+    assert time.monotonic() - t0 < 1.5 * (replans + 3) * (retries + 1) * TIMEOUT_S
+
+
 def test_a_link_that_stays_broken_raises_after_the_retries():
     # 400 of every 500 bytes lost for the rest of the batch: more than the call's budget absorbs
     # (10 re-plans: 7 halve chunks of 100 frames to 1, plus `retries`; `retries` resends per chunk)

@@ -22,7 +22,13 @@ from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
-from ..errors import DeviceError, ProtocolError, RetriesSpentError, RetryBudgetError
+from ..errors import (
+    DeviceError,
+    DeviceTimeoutError,
+    ProtocolError,
+    RetriesSpentError,
+    RetryBudgetError,
+)
 from ..protocol.client import DeviceResetError, Hello, ProtocolClient, Request
 from ..protocol.dmd import DMDPacker
 from ..protocol.frames import DEFAULT_MAX_PAYLOAD, Frame, MsgType
@@ -33,15 +39,15 @@ from ..protocol.schema import (
     ConfiguredReply,
     ConfigureRequest,
     FramesHead,
-        decode_bulk_reply,
+    decode_bulk_reply,
     decode_reply,
     encode,
     encode_bulk_head,
 )
 from ..settings import DeviceInfo
-from ..validation import check_int
 from ..transport import Transport
 from ..url import DeviceSpec, WireOptions
+from ..validation import check_int
 from .base import AppliedConfig, Backend, DeviceConfig, Frames
 
 if TYPE_CHECKING:
@@ -284,9 +290,13 @@ class WireBackend(Backend):
                 if recoveries > self.retries:
                     raise
                 cause = exc
-            except RetriesSpentError as exc:
+            except (RetriesSpentError, DeviceTimeoutError) as exc:
                 # a chunk's retries spent on corruption (or those of the CONFIGURE re-sent before it):
-                # smaller requests cross a faulty link more often intact
+                # smaller requests cross a faulty link more often intact. Silence is the device's
+                # own failure, unless this call has already re-planned: then it is the same faulty
+                # link swallowing whole frames, and it counts against the call's budget too.
+                if not isinstance(exc, RetriesSpentError) and not replans:
+                    raise
                 lo, hi = bounds[done]
                 replans += 1
                 if replans > budget:
